@@ -1,0 +1,144 @@
+//! The command line: every flag, with the environment variable that sets it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "grounded",
+    version,
+    about = "Semantic search and cited answers over your documents"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Where the metadata database and the vector index live.
+    #[arg(
+        long,
+        global = true,
+        env = "GROUNDED_DATA_DIR",
+        default_value = ".grounded"
+    )]
+    pub data_dir: PathBuf,
+
+    /// A directory holding the embedding model's files (config.json,
+    /// tokenizer.json, model.safetensors); found or fetched when not given.
+    #[arg(long, global = true, env = "GROUNDED_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+
+    /// Where fetched model files are kept [default: the user cache directory].
+    #[arg(long, global = true, env = "GROUNDED_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load files into a collection: walk, decode, chunk, embed, index.
+    Ingest(IngestArgs),
+    /// Find the chunks that best match a query.
+    Search(SearchArgs),
+    /// Answer a question from the collection, citing the sources.
+    Ask(AskArgs),
+    /// Ingest the Rust book that ships with rustup, then search and ask it.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CollectionArg {
+    /// The collection to use.
+    #[arg(long, short = 'c', env = "GROUNDED_COLLECTION", default_value = grounded_core::DEFAULT_COLLECTION)]
+    pub collection: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ChunkingArgs {
+    /// The most tokens of one chunk (at most the model's limit, 254).
+    #[arg(long, env = "GROUNDED_CHUNK_TOKENS", default_value_t = 254)]
+    pub chunk_tokens: usize,
+
+    /// Tokens shared by consecutive chunks.
+    #[arg(long, env = "GROUNDED_CHUNK_OVERLAP", default_value_t = 32)]
+    pub chunk_overlap: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files or directories to ingest.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub collection: CollectionArg,
+
+    #[command(flatten)]
+    pub chunking: ChunkingArgs,
+
+    /// Remove documents under PATHS whose files are gone.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// Skip paths matching this glob (relative to each PATH); repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to search for.
+    pub query: String,
+
+    /// How many hits.
+    #[arg(short = 'k', long = "top-k", default_value_t = 5)]
+    pub top_k: usize,
+
+    #[command(flatten)]
+    pub collection: CollectionArg,
+
+    /// Print the hits as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question.
+    pub question: String,
+
+    /// How many sources to retrieve.
+    #[arg(short = 'k', long = "top-k", default_value_t = 5)]
+    pub top_k: usize,
+
+    #[command(flatten)]
+    pub collection: CollectionArg,
+
+    /// Tokens the composed prompt may use.
+    #[arg(long, default_value_t = 3000)]
+    pub prompt_tokens: usize,
+
+    /// Print the composed chat messages as JSON.
+    #[arg(long)]
+    pub show_prompt: bool,
+
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The book to ingest [default: the Rust book of the active toolchain].
+    #[arg(long)]
+    pub book: Option<PathBuf>,
+}

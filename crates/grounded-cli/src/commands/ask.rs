@@ -1,0 +1,67 @@
+//! `grounded ask`: retrieve, compose the grounded prompt, answer with citations.
+
+use grounded_core::Answer;
+use grounded_embed::Embedder;
+use grounded_query::{
+    ExtractiveOptions, GroundedPrompt, PromptBudget, Retriever, SearchRequest, answer_extractively,
+    compose_prompt,
+};
+
+use crate::cli::{AskArgs, GlobalArgs};
+use crate::context::{Context, collection_name};
+use crate::output;
+
+pub async fn run(global: &GlobalArgs, args: AskArgs) -> anyhow::Result<()> {
+    let context = Context::open(global).await?;
+    let collection = collection_name(&args.collection.collection)?.to_string();
+    let budget = PromptBudget {
+        max_prompt_tokens: args.prompt_tokens,
+    };
+
+    let (prompt, answer) = ask(&context, &collection, &args.question, args.top_k, budget).await?;
+    if args.show_prompt {
+        println!("{}", serde_json::to_string_pretty(&prompt.messages)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        output::print_answer(&args.question, &answer);
+    }
+    context.close().await;
+    Ok(())
+}
+
+/// Retrieves sources for `question`, composes the prompt and answers it.
+pub async fn ask(
+    context: &Context,
+    collection: &str,
+    question: &str,
+    top_k: usize,
+    budget: PromptBudget,
+) -> anyhow::Result<(GroundedPrompt, Answer)> {
+    let request = SearchRequest {
+        collection: collection.to_string(),
+        query: question.to_string(),
+        limit: top_k,
+    };
+    let retriever = Retriever::new(&context.embedder, &context.index, &context.store);
+    let hits = retriever.search(&request).await?;
+
+    let tokenizer = context.embedder.tokenizer();
+    let count_tokens = |text: &str| {
+        tokenizer
+            .encode(text, false)
+            .map(|encoding| encoding.len())
+            .unwrap_or(text.len())
+    };
+    let prompt = compose_prompt(question, &hits, budget, &count_tokens);
+
+    let answer = answer_extractively(
+        question,
+        &prompt,
+        &context.embedder,
+        ExtractiveOptions::default(),
+    )
+    .await?;
+    Ok((prompt, answer))
+}

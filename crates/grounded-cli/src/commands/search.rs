@@ -1,0 +1,29 @@
+//! `grounded search`: ranked hits for a query.
+
+use grounded_query::{Retriever, SearchRequest};
+
+use crate::cli::{GlobalArgs, SearchArgs};
+use crate::context::{Context, collection_name};
+use crate::output;
+
+pub async fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<()> {
+    let context = Context::open(global).await?;
+    let request = SearchRequest {
+        collection: collection_name(&args.collection.collection)?.to_string(),
+        query: args.query,
+        limit: args.top_k,
+    };
+
+    let retriever = Retriever::new(&context.embedder, &context.index, &context.store);
+    let hits = retriever.search(&request).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output::hits_json(&request.query, &hits))?
+        );
+    } else {
+        output::print_hits(&request.query, &hits);
+    }
+    context.close().await;
+    Ok(())
+}

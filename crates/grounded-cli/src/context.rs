@@ -1,0 +1,63 @@
+//! Opening what every command needs: the embedder, the metadata store and
+//! the vector index, from the global flags.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use grounded_core::{DataDir, default_cache_dir, validate_collection_name};
+use grounded_embed::{MiniLm, resolve_model_files};
+use grounded_index::EdgeIndex;
+use grounded_store::SqliteStore;
+use tracing::info;
+
+use crate::cli::GlobalArgs;
+
+/// The open components of one run.
+pub struct Context {
+    pub embedder: MiniLm,
+    pub store: SqliteStore,
+    pub index: EdgeIndex,
+}
+
+impl Context {
+    /// Opens everything, fetching the model first if it is missing.
+    pub async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let embedder = load_embedder(global)?;
+        let data_dir = DataDir::new(&global.data_dir);
+        std::fs::create_dir_all(data_dir.root()).with_context(|| {
+            format!(
+                "failed to create data directory {}",
+                data_dir.root().display()
+            )
+        })?;
+
+        let store = SqliteStore::open(&data_dir.database()).await?;
+        let index = EdgeIndex::open(&data_dir.index())?;
+        Ok(Self {
+            embedder,
+            store,
+            index,
+        })
+    }
+
+    /// Flushes and closes the store.
+    pub async fn close(self) {
+        self.store.close().await;
+    }
+}
+
+/// Checks a collection name from the command line.
+pub fn collection_name(name: &str) -> anyhow::Result<&str> {
+    validate_collection_name(name).map_err(anyhow::Error::msg)?;
+    Ok(name)
+}
+
+fn load_embedder(global: &GlobalArgs) -> anyhow::Result<MiniLm> {
+    let cache_dir = global.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let (files, source) = resolve_model_files(global.model_dir.as_deref(), &cache_dir)?;
+
+    let started = Instant::now();
+    let embedder = MiniLm::load(&files)?;
+    info!(source = ?source, elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+    Ok(embedder)
+}

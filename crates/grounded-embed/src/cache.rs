@@ -1,0 +1,95 @@
+//! The embedding cache seam and an embedder that consults it first.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use crate::{EmbedError, Embedder, Embedding};
+
+/// Durable storage of embeddings keyed by (model id, hash of the text).
+#[async_trait]
+pub trait EmbeddingCache: Send + Sync {
+    /// Returns the cached vectors among `text_hashes`, keyed by hash.
+    async fn get_embeddings(
+        &self,
+        model_id: &str,
+        text_hashes: &[String],
+    ) -> Result<HashMap<String, Embedding>, EmbedError>;
+
+    /// Stores vectors; an entry already present is left as it is.
+    async fn put_embeddings(
+        &self,
+        model_id: &str,
+        entries: &[(String, Embedding)],
+    ) -> Result<(), EmbedError>;
+}
+
+/// How many vectors a call computed and how many came from the cache.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Vectors the embedder computed in this call.
+    pub computed: usize,
+    /// Vectors found in the cache.
+    pub cached: usize,
+}
+
+/// Embeds through a cache: looks every text up in one call, embeds only the
+/// misses, and stores them before returning.
+pub struct CachedEmbedder<'a> {
+    embedder: &'a dyn Embedder,
+    cache: &'a dyn EmbeddingCache,
+}
+
+impl<'a> CachedEmbedder<'a> {
+    /// Embeds with `embedder`, consulting and filling `cache`.
+    pub fn new(embedder: &'a dyn Embedder, cache: &'a dyn EmbeddingCache) -> Self {
+        Self { embedder, cache }
+    }
+
+    /// Embeds `texts`, whose hashes are `text_hashes` (same order and length).
+    ///
+    /// # Errors
+    /// Fails when the cache or the embedder fails.
+    pub async fn embed(
+        &self,
+        texts: &[String],
+        text_hashes: &[String],
+    ) -> Result<(Vec<Embedding>, CacheStats), EmbedError> {
+        let model_id = self.embedder.model_id();
+        let mut found = self.cache.get_embeddings(model_id, text_hashes).await?;
+
+        let missing = missing_texts(texts, text_hashes, &found);
+        let (miss_texts, miss_hashes): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
+        let computed = if miss_texts.is_empty() {
+            Vec::new()
+        } else {
+            self.embedder.embed(&miss_texts).await?
+        };
+
+        let entries: Vec<(String, Embedding)> = miss_hashes.into_iter().zip(computed).collect();
+        self.cache.put_embeddings(model_id, &entries).await?;
+        let stats = CacheStats {
+            computed: entries.len(),
+            cached: found.len(),
+        };
+        found.extend(entries);
+
+        let vectors = text_hashes.iter().map(|hash| found[hash].clone()).collect();
+        Ok((vectors, stats))
+    }
+}
+
+/// The texts not in `found`, each once even when it repeats.
+fn missing_texts(
+    texts: &[String],
+    text_hashes: &[String],
+    found: &HashMap<String, Embedding>,
+) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    texts
+        .iter()
+        .zip(text_hashes)
+        .filter(|(_, hash)| !found.contains_key(*hash) && seen.insert(hash.as_str()))
+        .map(|(text, hash)| (text.clone(), hash.clone()))
+        .collect()
+}

@@ -1,0 +1,716 @@
+//! The Qdrant Edge backend of [`VectorIndex`]: every collection is one
+//! in-process Qdrant shard in its own directory, `root/<collection>/`.
+//!
+//! Qdrant Edge is synchronous and blocking, so every call into it runs on
+//! tokio's blocking pool. A shard's write-ahead log locks its directory, so
+//! each directory is opened at most once per process: shards are opened on
+//! first use and kept in a map until their collection is deleted or the
+//! [`EdgeIndex`] is dropped.
+//!
+//! This module is not a general Qdrant wrapper: it stores one named dense
+//! vector per point ([`DENSE_VECTOR`], cosine distance) and the payload that
+//! [`PointPayload`] describes, and nothing else.
+//!
+//! Two properties of qdrant-edge 0.7.0 shape the code below:
+//! - `EdgeShard::load` does not replay the write-ahead log, so a write is
+//!   durable only once the shard is flushed. Every write flushes before it
+//!   returns; a process killed between a write and its flush loses that write.
+//!   The log is also never truncated, so a shard directory grows by the size
+//!   of every write ever made (one 32 MiB log segment at a time) until the
+//!   collection is deleted and rebuilt.
+//! - `EdgeShard::flush` panics instead of waiting when another thread holds
+//!   the log, so writes to one shard, flush included, take turns behind a
+//!   per-shard lock.
+//!
+//! Points are never passed through `EdgeShard::optimize`, so search is exact
+//! brute force over all points. That is fast at the sizes grounded is built
+//! for (a few tens of thousands of chunks per collection); a larger
+//! collection would want an HNSW index built by `optimize`, run behind the
+//! same write lock.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use grounded_core::{ChunkId, DocumentId, validate_collection_name};
+use qdrant_edge::{
+    Condition, CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeVectorParams,
+    FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, NamedQuery, PayloadFieldSchema,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
+    PointStructPersisted, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation,
+    ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+};
+use serde_json::Value;
+
+use crate::{
+    CollectionSpec, DENSE_VECTOR, IndexError, Point, PointPayload, ScoredPoint, VectorIndex,
+};
+
+/// The file every shard directory holds; its presence marks a collection.
+///
+/// qdrant-edge names it but does not export the name.
+const SHARD_CONFIG_FILE: &str = "edge_config.json";
+
+/// The payload field that ties a point to its document.
+const DOCUMENT_ID_FIELD: &str = "document_id";
+
+/// Payload fields with a keyword index: the document id for deletes by
+/// document, the source path and the kind for filtered searches.
+const KEYWORD_FIELDS: [&str; 3] = [DOCUMENT_ID_FIELD, "source_path", "kind"];
+
+/// Points per update operation. Each operation is one write-ahead log record,
+/// so a batch of chunks (about 3 KiB each with a 384-dimension vector) stays
+/// well below the log's 32 MiB segment size.
+const UPSERT_BATCH: usize = 256;
+
+/// Point ids per scroll page when listing a document's points.
+const SCROLL_PAGE: usize = 1024;
+
+/// How long deleting a collection waits for operations still using its shard.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A [`VectorIndex`] that keeps one Qdrant Edge shard per collection under a
+/// root directory.
+///
+/// Open at most one `EdgeIndex` per root in a process: a second one cannot
+/// open a shard that the first holds open.
+#[derive(Debug)]
+pub struct EdgeIndex {
+    shards: Arc<Shards>,
+}
+
+impl EdgeIndex {
+    /// Opens the index under `root`, creating the directory if it is missing.
+    ///
+    /// Shards are opened later, on first use of their collection.
+    ///
+    /// # Errors
+    /// [`IndexError::Backend`] when `root` cannot be created.
+    pub fn open(root: &Path) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(root)
+            .map_err(|err| backend(root, format!("failed to create the index directory: {err}")))?;
+
+        let shards = Shards {
+            root: root.to_path_buf(),
+            open: Mutex::default(),
+        };
+        Ok(Self {
+            shards: Arc::new(shards),
+        })
+    }
+
+    /// The directory that holds one shard directory per collection.
+    pub fn root(&self) -> &Path {
+        &self.shards.root
+    }
+
+    /// Runs `task` on tokio's blocking pool; a panic inside it becomes an error.
+    async fn blocking<T, F>(&self, task: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shards) -> Result<T, IndexError> + Send + 'static,
+    {
+        let shards = Arc::clone(&self.shards);
+        tokio::task::spawn_blocking(move || task(&shards))
+            .await
+            .map_err(|err| backend(&self.shards.root, join_error_message(err)))?
+    }
+
+    /// Runs `task` on the blocking pool against an existing collection's shard.
+    async fn with_shard<T, F>(&self, collection: &str, task: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shard) -> Result<T, IndexError> + Send + 'static,
+    {
+        let collection = collection.to_owned();
+        self.blocking(move |shards| {
+            let shard = shards.existing(&collection)?;
+            task(&shard)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl VectorIndex for EdgeIndex {
+    async fn ensure_collection(&self, name: &str, spec: CollectionSpec) -> Result<(), IndexError> {
+        let name = name.to_owned();
+        self.blocking(move |shards| shards.ensure(&name, spec))
+            .await
+    }
+
+    async fn list_collections(&self) -> Result<Vec<String>, IndexError> {
+        self.blocking(Shards::list).await
+    }
+
+    async fn delete_collection(&self, name: &str) -> Result<(), IndexError> {
+        let name = name.to_owned();
+        self.blocking(move |shards| shards.remove(&name)).await
+    }
+
+    async fn upsert(&self, collection: &str, points: Vec<Point>) -> Result<(), IndexError> {
+        let name = collection.to_owned();
+        self.with_shard(collection, move |shard| shard.upsert(&name, points))
+            .await
+    }
+
+    async fn delete_points(&self, collection: &str, ids: &[ChunkId]) -> Result<(), IndexError> {
+        let ids: Vec<PointId> = ids.iter().map(|id| PointId::Uuid(id.0)).collect();
+        self.with_shard(collection, move |shard| shard.delete_points(ids))
+            .await
+    }
+
+    async fn delete_document(
+        &self,
+        collection: &str,
+        document: DocumentId,
+    ) -> Result<(), IndexError> {
+        self.with_shard(collection, move |shard| shard.delete_document(document))
+            .await
+    }
+
+    async fn document_points(
+        &self,
+        collection: &str,
+        document: DocumentId,
+    ) -> Result<Vec<ChunkId>, IndexError> {
+        self.with_shard(collection, move |shard| {
+            shard.point_ids(document_filter(document)?)
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        collection: &str,
+        vector: &[f32],
+        limit: usize,
+    ) -> Result<Vec<ScoredPoint>, IndexError> {
+        let name = collection.to_owned();
+        let vector = vector.to_vec();
+        self.with_shard(collection, move |shard| shard.search(&name, vector, limit))
+            .await
+    }
+
+    async fn count(&self, collection: &str) -> Result<usize, IndexError> {
+        self.with_shard(collection, Shard::count).await
+    }
+}
+
+/// The open shards under one root, by collection name.
+#[derive(Debug)]
+struct Shards {
+    root: PathBuf,
+    open: Mutex<HashMap<String, Arc<Shard>>>,
+}
+
+impl Shards {
+    /// The directory of a collection, after checking that its name is safe as one.
+    fn dir(&self, name: &str) -> Result<PathBuf, IndexError> {
+        validate_collection_name(name).map_err(|message| IndexError::InvalidInput {
+            collection: name.to_owned(),
+            message,
+        })?;
+        Ok(self.root.join(name))
+    }
+
+    /// The map of open shards. A panic elsewhere while the map was locked
+    /// leaves it consistent (every change is a single insert or remove), so a
+    /// poisoned lock is taken as it is.
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Shard>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The shard of an existing collection, opened on first use.
+    fn existing(&self, name: &str) -> Result<Arc<Shard>, IndexError> {
+        let dir = self.dir(name)?;
+        let mut open = self.lock();
+        lookup(&mut open, name, &dir)?.ok_or_else(|| IndexError::CollectionNotFound(name.into()))
+    }
+
+    /// Creates a collection, or checks the dimension of an existing one.
+    fn ensure(&self, name: &str, spec: CollectionSpec) -> Result<(), IndexError> {
+        if spec.dimension == 0 {
+            let message = "a collection needs vectors of at least one dimension".to_owned();
+            return Err(IndexError::InvalidInput {
+                collection: name.to_owned(),
+                message,
+            });
+        }
+        let dir = self.dir(name)?;
+        let mut open = self.lock();
+
+        if let Some(shard) = lookup(&mut open, name, &dir)? {
+            return shard.check_dimension(name, spec.dimension);
+        }
+
+        let shard = Shard::create(&dir, spec.dimension)?;
+        open.insert(name.to_owned(), Arc::new(shard));
+        tracing::info!(
+            collection = name,
+            dimension = spec.dimension,
+            "created collection"
+        );
+        Ok(())
+    }
+
+    /// The names of the directories under the root that hold a shard, sorted.
+    fn list(&self) -> Result<Vec<String>, IndexError> {
+        let entries = std::fs::read_dir(&self.root)
+            .map_err(|err| backend(&self.root, format!("failed to list collections: {err}")))?;
+
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry
+                .map_err(|err| backend(&self.root, format!("failed to list collections: {err}")))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if validate_collection_name(&name).is_ok() && holds_shard(&entry.path()) {
+                names.push(name);
+            }
+        }
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Closes a collection's shard and removes its directory.
+    ///
+    /// The directory is removed even when it holds no complete shard, so that
+    /// a collection whose creation failed halfway can be cleaned up.
+    fn remove(&self, name: &str) -> Result<(), IndexError> {
+        let dir = self.dir(name)?;
+        let mut open = self.lock();
+
+        if let Some(shard) = open.remove(name)
+            && let Err(shard) = close(shard)
+        {
+            open.insert(name.to_owned(), shard);
+            let message = "the collection is still in use; try deleting it again later";
+            return Err(backend(&dir, message));
+        }
+
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                tracing::info!(collection = name, "deleted collection");
+                Ok(())
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(backend(
+                &dir,
+                format!("failed to remove the collection: {err}"),
+            )),
+        }
+    }
+}
+
+/// The open shard of a collection, loading it from `dir` if it exists there
+/// and is not open yet; `None` when the collection does not exist.
+fn lookup(
+    open: &mut HashMap<String, Arc<Shard>>,
+    name: &str,
+    dir: &Path,
+) -> Result<Option<Arc<Shard>>, IndexError> {
+    if let Some(shard) = open.get(name) {
+        return Ok(Some(Arc::clone(shard)));
+    }
+    if !holds_shard(dir) {
+        return Ok(None);
+    }
+
+    let shard = Arc::new(Shard::load(dir)?);
+    open.insert(name.to_owned(), Arc::clone(&shard));
+    tracing::debug!(collection = name, "opened collection");
+    Ok(Some(shard))
+}
+
+fn holds_shard(dir: &Path) -> bool {
+    dir.join(SHARD_CONFIG_FILE).is_file()
+}
+
+/// Drops a shard, which flushes and closes it, once no operation in flight
+/// still holds it. Gives the shard back when that takes longer than
+/// [`CLOSE_TIMEOUT`].
+fn close(mut shard: Arc<Shard>) -> Result<(), Arc<Shard>> {
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    loop {
+        match Arc::try_unwrap(shard) {
+            Ok(shard) => {
+                drop(shard);
+                return Ok(());
+            }
+            Err(shared) if Instant::now() >= deadline => return Err(shared),
+            Err(shared) => {
+                shard = shared;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// One collection's Edge shard.
+#[derive(Debug)]
+struct Shard {
+    edge: EdgeShard,
+    /// Held by every write from its first update to its flush.
+    writes: Mutex<()>,
+}
+
+impl Shard {
+    /// Creates a shard in `dir` with one dense cosine vector of `dimension`
+    /// and keyword indexes on [`KEYWORD_FIELDS`].
+    fn create(dir: &Path, dimension: usize) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| backend(dir, format!("failed to create the collection: {err}")))?;
+
+        let vector = EdgeVectorParams::builder(dimension, Distance::Cosine).build();
+        let config = EdgeConfig::builder().vector(DENSE_VECTOR, vector).build();
+        let edge = EdgeShard::new(dir, config).map_err(|err| backend(dir, err))?;
+
+        let shard = Self {
+            edge,
+            writes: Mutex::new(()),
+        };
+        shard.write(keyword_indexes()?)?;
+        Ok(shard)
+    }
+
+    /// Opens the shard in `dir` with the configuration stored there.
+    fn load(dir: &Path) -> Result<Self, IndexError> {
+        let edge = EdgeShard::load(dir, None).map_err(|err| backend(dir, err))?;
+        Ok(Self {
+            edge,
+            writes: Mutex::new(()),
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.edge.path()
+    }
+
+    /// The size of the shard's dense vectors.
+    fn dimension(&self) -> Result<usize, IndexError> {
+        // The config guard is a temporary of this statement: it is released
+        // before anything else touches the shard.
+        let size = self
+            .edge
+            .config()
+            .vectors
+            .get(DENSE_VECTOR)
+            .map(|params| params.size);
+        size.ok_or_else(|| {
+            backend(
+                self.path(),
+                format!("the shard has no vector {DENSE_VECTOR:?}"),
+            )
+        })
+    }
+
+    fn check_dimension(&self, collection: &str, requested: usize) -> Result<(), IndexError> {
+        let existing = self.dimension()?;
+        if existing != requested {
+            let collection = collection.to_owned();
+            return Err(IndexError::DimensionMismatch {
+                collection,
+                existing,
+                requested,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies `operations` in order, then flushes the shard, even when an
+    /// operation failed, so that the ones before it are durable.
+    fn write(&self, operations: Vec<UpdateOperation>) -> Result<(), IndexError> {
+        let _turn = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let applied = operations
+            .into_iter()
+            .try_for_each(|operation| self.edge.update(operation));
+        self.edge.flush();
+        applied.map_err(|err| backend(self.path(), err))
+    }
+
+    fn upsert(&self, collection: &str, points: Vec<Point>) -> Result<(), IndexError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let count = points.len();
+        let dimension = self.dimension()?;
+        if let Some(point) = points.iter().find(|point| point.vector.len() != dimension) {
+            let (collection, requested) = (collection.to_owned(), point.vector.len());
+            return Err(IndexError::DimensionMismatch {
+                collection,
+                existing: dimension,
+                requested,
+            });
+        }
+
+        self.write(upsert_operations(points)?)?;
+
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::debug!(collection, points = count, elapsed_ms, "upserted points");
+        Ok(())
+    }
+
+    fn delete_points(&self, ids: Vec<PointId>) -> Result<(), IndexError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let count = ids.len();
+        self.write(vec![UpdateOperation::PointOperation(
+            PointOperations::DeletePoints { ids },
+        )])?;
+        tracing::debug!(path = %self.path().display(), points = count, "deleted points");
+        Ok(())
+    }
+
+    fn delete_document(&self, document: DocumentId) -> Result<(), IndexError> {
+        let delete = PointOperations::DeletePointsByFilter(document_filter(document)?);
+        self.write(vec![UpdateOperation::PointOperation(delete)])?;
+        tracing::debug!(document = %document, "deleted document points");
+        Ok(())
+    }
+
+    /// The ids of every point that matches `filter`, in id order.
+    fn point_ids(&self, filter: Filter) -> Result<Vec<ChunkId>, IndexError> {
+        let mut ids = Vec::new();
+        let mut offset = None;
+        loop {
+            let request = ScrollRequest {
+                offset,
+                limit: Some(SCROLL_PAGE),
+                filter: Some(filter.clone()),
+                with_payload: Some(WithPayloadInterface::Bool(false)),
+                with_vector: WithVector::Bool(false),
+                order_by: None,
+            };
+            let (records, next) = self
+                .edge
+                .scroll(request)
+                .map_err(|e| backend(self.path(), e))?;
+            for record in records {
+                ids.push(chunk_id(record.id)?);
+            }
+            match next {
+                Some(next) => offset = Some(next),
+                None => return Ok(ids),
+            }
+        }
+    }
+
+    fn search(
+        &self,
+        collection: &str,
+        vector: Vec<f32>,
+        limit: usize,
+    ) -> Result<Vec<ScoredPoint>, IndexError> {
+        self.check_dimension(collection, vector.len())?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+
+        let request = nearest_request(vector, limit);
+        let hits = self
+            .edge
+            .query(request)
+            .map_err(|err| backend(self.path(), err))?;
+        hits.into_iter().map(scored_point).collect()
+    }
+
+    fn count(&self) -> Result<usize, IndexError> {
+        let request = CountRequest {
+            filter: None,
+            exact: true,
+        };
+        self.edge
+            .count(request)
+            .map_err(|err| backend(self.path(), err))
+    }
+}
+
+/// The payload keys of [`KEYWORD_FIELDS`] as index creations.
+fn keyword_indexes() -> Result<Vec<UpdateOperation>, IndexError> {
+    KEYWORD_FIELDS
+        .iter()
+        .map(|field| -> Result<UpdateOperation, IndexError> {
+            let create = CreateIndex {
+                field_name: payload_key(field)?,
+                field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+            };
+            let operation = FieldIndexOperations::CreateIndex(create);
+            Ok(UpdateOperation::FieldIndexOperation(operation))
+        })
+        .collect()
+}
+
+fn payload_key(field: &str) -> Result<JsonPath, IndexError> {
+    field.parse().map_err(|()| IndexError::Backend {
+        path: String::new(),
+        message: format!("{field:?} is not a valid payload key"),
+    })
+}
+
+/// Matches the points whose payload names `document`.
+fn document_filter(document: DocumentId) -> Result<Filter, IndexError> {
+    let value = Match::new_value(ValueVariants::String(document.to_string()));
+    let condition = FieldCondition::new_match(payload_key(DOCUMENT_ID_FIELD)?, value);
+    Ok(Filter::new_must(Condition::Field(condition)))
+}
+
+/// A point as Qdrant stores it: the chunk id as a uuid point id, the vector
+/// under [`DENSE_VECTOR`], the payload as a JSON object.
+fn point_struct(point: Point) -> Result<PointStructPersisted, IndexError> {
+    let payload = serde_json::to_value(&point.payload).map_err(|err| IndexError::Payload {
+        id: point.id.to_string(),
+        message: format!("failed to serialize: {err}"),
+    })?;
+    // `PointStruct::new` panics on anything but an object.
+    if !payload.is_object() {
+        let message = "the payload does not serialize to a JSON object".to_owned();
+        return Err(IndexError::Payload {
+            id: point.id.to_string(),
+            message,
+        });
+    }
+
+    let vectors = Vectors::new_named([(DENSE_VECTOR, point.vector)]);
+    Ok(PointStruct::new(PointId::Uuid(point.id.0), vectors, payload).into())
+}
+
+/// Upserts of `points` in batches of [`UPSERT_BATCH`].
+fn upsert_operations(points: Vec<Point>) -> Result<Vec<UpdateOperation>, IndexError> {
+    let mut operations = Vec::with_capacity(points.len().div_ceil(UPSERT_BATCH));
+    let mut batch = Vec::with_capacity(UPSERT_BATCH.min(points.len()));
+    for point in points {
+        batch.push(point_struct(point)?);
+        if batch.len() == UPSERT_BATCH {
+            operations.push(upsert_operation(std::mem::take(&mut batch)));
+        }
+    }
+    if !batch.is_empty() {
+        operations.push(upsert_operation(batch));
+    }
+    Ok(operations)
+}
+
+fn upsert_operation(points: Vec<PointStructPersisted>) -> UpdateOperation {
+    let insert = PointInsertOperations::PointsList(points);
+    UpdateOperation::PointOperation(PointOperations::UpsertPoints(insert))
+}
+
+/// The `limit` points nearest to `vector` by the dense vector, with payload.
+fn nearest_request(vector: Vec<f32>, limit: usize) -> QueryRequest {
+    let nearest = NamedQuery {
+        query: VectorInternal::Dense(vector),
+        using: Some(DENSE_VECTOR.to_owned()),
+    };
+    QueryRequest {
+        prefetches: Vec::new(),
+        query: Some(ScoringQuery::Vector(QueryEnum::Nearest(nearest))),
+        filter: None,
+        score_threshold: None,
+        limit,
+        offset: 0,
+        params: None,
+        with_vector: WithVector::Bool(false),
+        with_payload: WithPayloadInterface::Bool(true),
+    }
+}
+
+fn scored_point(hit: qdrant_edge::ScoredPoint) -> Result<ScoredPoint, IndexError> {
+    let id = chunk_id(hit.id)?;
+    let payload = hit.payload.ok_or_else(|| IndexError::Payload {
+        id: id.to_string(),
+        message: "the point has no payload".to_owned(),
+    })?;
+    let payload: PointPayload =
+        serde_json::from_value(Value::Object(payload.0)).map_err(|err| IndexError::Payload {
+            id: id.to_string(),
+            message: err.to_string(),
+        })?;
+    Ok(ScoredPoint {
+        id,
+        score: hit.score,
+        payload,
+    })
+}
+
+fn chunk_id(id: PointId) -> Result<ChunkId, IndexError> {
+    match id {
+        PointId::Uuid(uuid) => Ok(ChunkId(uuid)),
+        PointId::NumId(number) => Err(IndexError::Payload {
+            id: number.to_string(),
+            message: "the point id is a number, not a chunk uuid".to_owned(),
+        }),
+    }
+}
+
+fn backend(path: &Path, message: impl Display) -> IndexError {
+    IndexError::Backend {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// What went wrong in a blocking task: its panic message, if it panicked.
+fn join_error_message(err: tokio::task::JoinError) -> String {
+    let Ok(panic) = err.try_into_panic() else {
+        return "the blocking task was cancelled".to_owned();
+    };
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned());
+    match message {
+        Some(message) => format!("panicked: {message}"),
+        None => "panicked".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keyword indexes are created with the shard and survive a reopen.
+    #[test]
+    fn new_shards_index_keyword_fields() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("books");
+
+        let shard = Shard::create(&path, 4).expect("created");
+        assert_indexed(&shard);
+        drop(shard);
+
+        let shard = Shard::load(&path).expect("reopened");
+        assert_indexed(&shard);
+        assert_eq!(shard.dimension().expect("dimension"), 4);
+    }
+
+    fn assert_indexed(shard: &Shard) {
+        let schema = shard.edge.info().payload_schema;
+        for field in KEYWORD_FIELDS {
+            let key = payload_key(field).expect("key");
+            let info = schema
+                .get(&key)
+                .unwrap_or_else(|| panic!("{field} is not indexed"));
+            assert_eq!(info.data_type, PayloadSchemaType::Keyword, "{field}");
+        }
+    }
+
+    #[test]
+    fn collection_names_that_are_not_safe_directories_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let index = EdgeIndex::open(dir.path()).expect("opened");
+        for name in ["", "..", "a/b", "with space"] {
+            let err = index.shards.existing(name).expect_err(name);
+            assert!(
+                matches!(err, IndexError::InvalidInput { .. }),
+                "{name}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The ingest pipeline: files in, searchable chunks out.
+//!
+//! For each file the pipeline reads and hashes the bytes, skips it when the
+//! store already holds that exact content, and otherwise decodes, extracts
+//! and chunks it. Chunks are embedded in batches across documents through the
+//! embedding cache. Each document is then written in an order that keeps
+//! search consistent at every instant:
+//!
+//! 1. the store marks the document `indexing` (its old chunks stay visible);
+//! 2. the new points are upserted (invisible: the store does not know them);
+//! 3. the store replaces the document's chunks in one transaction (the new
+//!    chunks become visible, the old ones invisible, at once);
+//! 4. points of the document that are not among the new chunks are deleted;
+//! 5. the store marks the document `ready`.
+//!
+//! A run killed anywhere leaves the document `indexing`; the next run sees
+//! that and redoes it whole, which deletes any orphaned points. Embeddings are
+//! cached, so the redo embeds nothing again.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use grounded_core::{Chunk, ChunkId, Document, DocumentId, DocumentState, content_hash};
+use grounded_embed::{CachedEmbedder, Embedder};
+use grounded_index::{CollectionSpec, Point, PointPayload, VectorIndex};
+use grounded_store::MetadataStore;
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::chunk::{ChunkConfig, ChunkDraft, chunk_document};
+use crate::decode::decode_bytes;
+use crate::extract::{Extraction, extract_document};
+use crate::walk::{SourceFile, WalkOptions, walk_paths};
+use crate::IngestError;
+
+/// What an ingest run does besides reading files.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub collection: String,
+    pub chunking: ChunkConfig,
+    pub walk: WalkOptions,
+    /// Remove documents under the given roots whose files were not found.
+    pub prune: bool,
+    /// How many chunks are embedded and indexed together.
+    pub batch_chunks: usize,
+}
+
+/// Time spent in each stage of a run, summed over documents.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct StageTimes {
+    pub walk_ms: f64,
+    pub read_ms: f64,
+    pub decode_ms: f64,
+    pub extract_ms: f64,
+    pub chunk_ms: f64,
+    pub embed_ms: f64,
+    pub index_ms: f64,
+    pub store_ms: f64,
+}
+
+/// A file that could not be ingested, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileFailure {
+    pub source_path: String,
+    pub error: String,
+}
+
+/// What a run did; printed as the run's summary line.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct IngestReport {
+    pub collection: String,
+    pub files_seen: usize,
+    pub documents_new: usize,
+    pub documents_changed: usize,
+    pub documents_unchanged: usize,
+    pub documents_removed: usize,
+    pub documents_skipped: usize,
+    pub documents_failed: usize,
+    /// Chunks written in this run.
+    pub chunks: usize,
+    pub tokens: usize,
+    pub embeddings_computed: usize,
+    pub embeddings_cached: usize,
+    pub elapsed_ms: f64,
+    pub stages: StageTimes,
+    pub failures: Vec<FileFailure>,
+    pub skipped: Vec<FileFailure>,
+}
+
+impl IngestReport {
+    /// Chunks written per second of the whole run.
+    pub fn chunks_per_second(&self) -> f64 {
+        rate(self.chunks, self.elapsed_ms)
+    }
+
+    /// Tokens of the written chunks per second of the whole run.
+    pub fn tokens_per_second(&self) -> f64 {
+        rate(self.tokens, self.elapsed_ms)
+    }
+}
+
+fn rate(count: usize, elapsed_ms: f64) -> f64 {
+    if elapsed_ms <= 0.0 {
+        return 0.0;
+    }
+    count as f64 / (elapsed_ms / 1000.0)
+}
+
+/// Receives progress while a run goes; a terminal shows it as a bar.
+pub trait IngestProgress: Send + Sync {
+    fn files_found(&self, _count: usize) {}
+    fn file_done(&self, _source_path: &str) {}
+}
+
+/// Progress that nobody watches.
+pub struct NoProgress;
+
+impl IngestProgress for NoProgress {}
+
+/// A document read and chunked, waiting for its embeddings.
+struct PreparedDocument {
+    document: Document,
+    chunks: Vec<Chunk>,
+    is_new: bool,
+}
+
+/// Runs ingests against one embedder, metadata store and vector index.
+pub struct Ingestor<'a> {
+    embedder: &'a dyn Embedder,
+    store: &'a dyn MetadataStore,
+    index: &'a dyn VectorIndex,
+}
+
+impl<'a> Ingestor<'a> {
+    pub fn new(
+        embedder: &'a dyn Embedder,
+        store: &'a dyn MetadataStore,
+        index: &'a dyn VectorIndex,
+    ) -> Self {
+        Self { embedder, store, index }
+    }
+
+    /// Ingests every file under `roots` into `options.collection`.
+    ///
+    /// A file that cannot be read, decoded or chunked is reported in
+    /// [`IngestReport::failures`] and the run goes on.
+    ///
+    /// # Errors
+    /// Fails when the store, the index or the embedder fails; what was
+    /// committed before stays consistent and the next run completes the rest.
+    pub async fn run(
+        &self,
+        roots: &[PathBuf],
+        options: &IngestOptions,
+        progress: &dyn IngestProgress,
+    ) -> Result<IngestReport, IngestError> {
+        let started = Instant::now();
+        let mut report = IngestReport { collection: options.collection.clone(), ..Default::default() };
+        let spec = CollectionSpec { dimension: self.embedder.dimension() };
+        self.index.ensure_collection(&options.collection, spec).await?;
+
+        let walk_started = Instant::now();
+        let (files, walk_errors) = walk_paths(roots, &options.walk);
+        report.stages.walk_ms = millis(walk_started.elapsed());
+        for error in walk_errors {
+            report.documents_failed += 1;
+            report.failures.push(FileFailure { source_path: String::new(), error: error.to_string() });
+        }
+        report.files_seen = files.len();
+        progress.files_found(files.len());
+
+        let seen = self.ingest_files(&files, options, progress, &mut report).await?;
+        if options.prune {
+            self.prune(roots, &seen, options, &mut report).await?;
+        }
+
+        report.elapsed_ms = millis(started.elapsed());
+        log_summary(&report);
+        Ok(report)
+    }
+
+    async fn ingest_files(
+        &self,
+        files: &[SourceFile],
+        options: &IngestOptions,
+        progress: &dyn IngestProgress,
+        report: &mut IngestReport,
+    ) -> Result<HashSet<String>, IngestError> {
+        let mut seen = HashSet::with_capacity(files.len());
+        let mut pending: Vec<PreparedDocument> = Vec::new();
+        let mut pending_chunks = 0;
+
+        for file in files {
+            seen.insert(file.source_path.clone());
+            if let Some(prepared) = self.prepare(file, options, report).await? {
+                pending_chunks += prepared.chunks.len();
+                pending.push(prepared);
+            }
+            progress.file_done(&file.source_path);
+
+            if pending_chunks >= options.batch_chunks {
+                self.write_batch(std::mem::take(&mut pending), options, report).await?;
+                pending_chunks = 0;
+            }
+        }
+        self.write_batch(pending, options, report).await?;
+        Ok(seen)
+    }
+
+    /// Reads one file and chunks it, or returns `None` when it is unchanged,
+    /// skipped or failed (each counted in the report).
+    async fn prepare(
+        &self,
+        file: &SourceFile,
+        options: &IngestOptions,
+        report: &mut IngestReport,
+    ) -> Result<Option<PreparedDocument>, IngestError> {
+        let read_started = Instant::now();
+        let bytes = match tokio::fs::read(&file.path).await {
+            Ok(bytes) => bytes,
+            Err(source) => {
+                let error = IngestError::Read { path: file.path.clone(), source };
+                record_failure(report, file, &error);
+                return Ok(None);
+            }
+        };
+        let hash = content_hash(&bytes);
+        report.stages.read_ms += millis(read_started.elapsed());
+
+        let existing = self.store.find_document(&options.collection, &file.source_path).await?;
+        let unchanged = existing
+            .as_ref()
+            .is_some_and(|doc| doc.state == DocumentState::Ready && doc.content_hash == hash);
+        if unchanged {
+            report.documents_unchanged += 1;
+            return Ok(None);
+        }
+
+        match self.chunk_file(file, &bytes, hash, options, report) {
+            Ok(Some((document, chunks))) => {
+                let is_new = existing.is_none();
+                Ok(Some(PreparedDocument { document, chunks, is_new }))
+            }
+            Ok(None) => {
+                if let Some(document) = existing {
+                    self.remove_document(&document).await?;
+                    report.documents_removed += 1;
+                }
+                Ok(None)
+            }
+            Err(error) => {
+                record_failure(report, file, &error);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Decodes, extracts and chunks one file; `None` when extraction skips it.
+    fn chunk_file(
+        &self,
+        file: &SourceFile,
+        bytes: &[u8],
+        hash: String,
+        options: &IngestOptions,
+        report: &mut IngestReport,
+    ) -> Result<Option<(Document, Vec<Chunk>)>, IngestError> {
+        let step = Instant::now();
+        let decoded = decode_bytes(bytes, file.kind).map_err(|e| with_path(e, file))?;
+        report.stages.decode_ms += millis(step.elapsed());
+
+        let step = Instant::now();
+        let extraction = extract_document(file.kind, &decoded.text).map_err(|e| with_path(e, file))?;
+        report.stages.extract_ms += millis(step.elapsed());
+        let extracted = match extraction {
+            Extraction::Content(extracted) => extracted,
+            Extraction::Skipped { reason } => {
+                debug!(source_path = %file.source_path, %reason, "skipped");
+                report.documents_skipped += 1;
+                report.skipped.push(FileFailure { source_path: file.source_path.clone(), error: reason });
+                return Ok(None);
+            }
+        };
+
+        let step = Instant::now();
+        let drafts = chunk_document(&extracted, self.embedder.tokenizer(), &options.chunking)
+            .map_err(|e| with_path(e, file))?;
+        report.stages.chunk_ms += millis(step.elapsed());
+
+        let document = Document {
+            id: DocumentId::new(&options.collection, &file.source_path),
+            collection: options.collection.clone(),
+            source_path: file.source_path.clone(),
+            kind: file.kind,
+            content_hash: hash,
+            title: extracted.title.clone(),
+            state: DocumentState::Indexing,
+            chunk_count: drafts.len() as u32,
+        };
+        let chunks = drafts.into_iter().map(|draft| chunk_from_draft(document.id, draft)).collect();
+        Ok(Some((document, chunks)))
+    }
+
+    /// Embeds a batch of documents' chunks together, then writes each document.
+    async fn write_batch(
+        &self,
+        batch: Vec<PreparedDocument>,
+        options: &IngestOptions,
+        report: &mut IngestReport,
+    ) -> Result<(), IngestError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<String> = batch.iter().flat_map(|p| p.chunks.iter().map(|c| c.text.clone())).collect();
+        let hashes: Vec<String> =
+            batch.iter().flat_map(|p| p.chunks.iter().map(|c| c.text_hash.clone())).collect();
+
+        let step = Instant::now();
+        let cached = CachedEmbedder::new(self.embedder, self.store);
+        let (mut vectors, stats) = cached.embed(&texts, &hashes).await?;
+        report.stages.embed_ms += millis(step.elapsed());
+        report.embeddings_computed += stats.computed;
+        report.embeddings_cached += stats.cached;
+
+        let mut rest = vectors.drain(..);
+        for prepared in batch {
+            let own: Vec<Vec<f32>> = rest.by_ref().take(prepared.chunks.len()).collect();
+            self.write_document(&prepared, own, options, report).await?;
+            if prepared.is_new {
+                report.documents_new += 1;
+            } else {
+                report.documents_changed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one document in the order the module docs describe.
+    async fn write_document(
+        &self,
+        prepared: &PreparedDocument,
+        vectors: Vec<Vec<f32>>,
+        options: &IngestOptions,
+        report: &mut IngestReport,
+    ) -> Result<(), IngestError> {
+        let collection = &options.collection;
+        let document = &prepared.document;
+
+        let step = Instant::now();
+        self.store.mark_indexing(document).await?;
+        report.stages.store_ms += millis(step.elapsed());
+
+        let step = Instant::now();
+        let points = prepared.chunks.iter().zip(vectors).map(|(c, v)| point(document, c, v)).collect();
+        self.index.upsert(collection, points).await?;
+        report.stages.index_ms += millis(step.elapsed());
+
+        let step = Instant::now();
+        self.store.commit_document(document, &prepared.chunks).await?;
+        report.stages.store_ms += millis(step.elapsed());
+
+        let step = Instant::now();
+        let keep: HashSet<ChunkId> = prepared.chunks.iter().map(|c| c.id).collect();
+        let stale: Vec<ChunkId> = self
+            .index
+            .document_points(collection, document.id)
+            .await?
+            .into_iter()
+            .filter(|id| !keep.contains(id))
+            .collect();
+        self.index.delete_points(collection, &stale).await?;
+        report.stages.index_ms += millis(step.elapsed());
+
+        self.store.mark_ready(document.id).await?;
+        report.chunks += prepared.chunks.len();
+        report.tokens += prepared.chunks.iter().map(|c| c.token_count as usize).sum::<usize>();
+        debug!(source_path = %document.source_path, chunks = prepared.chunks.len(), stale = stale.len(), "document written");
+        Ok(())
+    }
+
+    /// Removes documents under `roots` that this run did not see.
+    async fn prune(
+        &self,
+        roots: &[PathBuf],
+        seen: &HashSet<String>,
+        options: &IngestOptions,
+        report: &mut IngestReport,
+    ) -> Result<(), IngestError> {
+        for document in self.store.list_documents(&options.collection).await? {
+            let gone = !seen.contains(&document.source_path);
+            if gone && is_under_any(&document.source_path, roots) {
+                self.remove_document(&document).await?;
+                report.documents_removed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a document's points, then its record; a run killed between the
+    /// two leaves it `indexing` with its points already gone, and the next
+    /// prune finishes the job.
+    async fn remove_document(&self, document: &Document) -> Result<(), IngestError> {
+        self.store.mark_indexing(document).await?;
+        self.index.delete_document(&document.collection, document.id).await?;
+        self.store.delete_document(document.id).await?;
+        info!(source_path = %document.source_path, "document removed");
+        Ok(())
+    }
+}
+
+fn chunk_from_draft(document: DocumentId, draft: ChunkDraft) -> Chunk {
+    let text_hash = content_hash(draft.text.as_bytes());
+    Chunk {
+        id: ChunkId::new(document, draft.ordinal, &text_hash),
+        document_id: document,
+        ordinal: draft.ordinal,
+        text: draft.text,
+        text_hash,
+        token_count: draft.token_count,
+        location: draft.location,
+    }
+}
+
+fn point(document: &Document, chunk: &Chunk, vector: Vec<f32>) -> Point {
+    Point {
+        id: chunk.id,
+        vector,
+        payload: PointPayload {
+            document_id: document.id,
+            source_path: document.source_path.clone(),
+            kind: document.kind,
+            title: document.title.clone(),
+            ordinal: chunk.ordinal,
+            text: chunk.text.clone(),
+            location: chunk.location.clone(),
+        },
+    }
+}
+
+fn is_under_any(source_path: &str, roots: &[PathBuf]) -> bool {
+    let path = Path::new(source_path);
+    roots.iter().any(|root| path.starts_with(root))
+}
+
+fn record_failure(report: &mut IngestReport, file: &SourceFile, error: &IngestError) {
+    warn!(source_path = %file.source_path, %error, "file not ingested");
+    report.documents_failed += 1;
+    report.failures.push(FileFailure { source_path: file.source_path.clone(), error: error.to_string() });
+}
+
+fn with_path(error: IngestError, file: &SourceFile) -> IngestError {
+    IngestError::File { path: file.path.clone(), source: Box::new(error) }
+}
+
+fn millis(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1000.0
+}
+
+fn log_summary(report: &IngestReport) {
+    info!(
+        collection = %report.collection,
+        files = report.files_seen,
+        new = report.documents_new,
+        changed = report.documents_changed,
+        unchanged = report.documents_unchanged,
+        removed = report.documents_removed,
+        skipped = report.documents_skipped,
+        failed = report.documents_failed,
+        chunks = report.chunks,
+        embeddings_computed = report.embeddings_computed,
+        embeddings_cached = report.embeddings_cached,
+        elapsed_ms = report.elapsed_ms as u64,
+        chunks_per_second = report.chunks_per_second() as u64,
+        "ingest finished"
+    );
+}

@@ -1,0 +1,19 @@
+use grounded_embed::EmbedError;
+use grounded_index::IndexError;
+use grounded_store::StoreError;
+
+/// Errors of retrieval and answering.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("the query is empty")]
+    EmptyQuery,
+
+    #[error("failed to embed the query: {0}")]
+    Embed(#[from] EmbedError),
+
+    #[error(transparent)]
+    Index(#[from] IndexError),
+
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,85 @@
+//! The metadata store: which documents a collection holds, their chunks, and
+//! the embedding cache.
+//!
+//! The store is the source of truth for what search may show: a chunk is
+//! visible only once its document's chunks are committed here, so a point
+//! left in the vector index by an interrupted ingest is never returned. One
+//! backend per file: [`SqliteStore`] is the embedded default.
+
+mod error;
+mod sqlite;
+mod vector_bytes;
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use grounded_core::{Chunk, ChunkId, Document, DocumentId, DocumentState};
+use grounded_embed::EmbeddingCache;
+
+/// Records documents and chunks, and caches embeddings.
+#[async_trait]
+pub trait MetadataStore: EmbeddingCache {
+    /// The document at `source_path` in `collection`, if recorded.
+    async fn find_document(
+        &self,
+        collection: &str,
+        source_path: &str,
+    ) -> Result<Option<Document>, StoreError>;
+
+    /// Every document of a collection, ordered by source path.
+    async fn list_documents(&self, collection: &str) -> Result<Vec<Document>, StoreError>;
+
+    /// Marks a document as being indexed, creating its record if it is new.
+    ///
+    /// A new document's record has an empty content hash and no chunks until
+    /// [`commit_document`](Self::commit_document); an existing one keeps its
+    /// committed chunks, which stay visible.
+    async fn mark_indexing(&self, document: &Document) -> Result<(), StoreError>;
+
+    /// Replaces a document's chunks and metadata in one transaction. The
+    /// document stays `Indexing` until [`mark_ready`](Self::mark_ready).
+    async fn commit_document(
+        &self,
+        document: &Document,
+        chunks: &[Chunk],
+    ) -> Result<(), StoreError>;
+
+    /// Marks a document whose points all match its committed chunks.
+    async fn mark_ready(&self, document: DocumentId) -> Result<(), StoreError>;
+
+    /// Removes a document and its chunks.
+    async fn delete_document(&self, document: DocumentId) -> Result<(), StoreError>;
+
+    /// The committed chunks of a document, in order.
+    async fn document_chunks(&self, document: DocumentId) -> Result<Vec<Chunk>, StoreError>;
+
+    /// Which of `ids` are committed chunks, and so may be shown by search.
+    async fn visible_chunks(&self, ids: &[ChunkId]) -> Result<HashSet<ChunkId>, StoreError>;
+
+    /// Documents by state, and committed chunks, of a collection.
+    async fn collection_counts(&self, collection: &str) -> Result<CollectionCounts, StoreError>;
+
+    /// Deletes every document and chunk of a collection; cached embeddings stay.
+    async fn delete_collection(&self, collection: &str) -> Result<(), StoreError>;
+}
+
+/// How much a collection holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CollectionCounts {
+    pub ready_documents: u64,
+    pub indexing_documents: u64,
+    pub chunks: u64,
+}
+
+impl CollectionCounts {
+    /// The count of documents in `state`.
+    pub fn documents(&self, state: DocumentState) -> u64 {
+        match state {
+            DocumentState::Ready => self.ready_documents,
+            DocumentState::Indexing => self.indexing_documents,
+        }
+    }
+}
