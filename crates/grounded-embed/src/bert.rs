@@ -3,8 +3,9 @@
 //! This module turns padded word-piece ids and their attention mask into the
 //! last hidden states. It is not a general BERT: there is no pooler head, no
 //! dropout (inference only), no relative position embeddings, and every token
-//! is of type 0 because the embedder never encodes sentence pairs. Tokenizing
-//! and pooling are done by [`crate::MiniLm`].
+//! is of type 0 because the embedder never encodes sentence pairs. Mean
+//! pooling is here too, as a tensor operation; tokenizing and batching are
+//! done by [`crate::MiniLm`].
 
 use candle_core::{D, DType, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};

@@ -2,7 +2,7 @@
 //! same text is never embedded twice by the same model.
 //!
 //! The default embedder is all-MiniLM-L6-v2 run in process ([`MiniLm`]); the
-//! model files are found or fetched by [`model_files`]. Storage of cached
+//! model files are found or fetched by [`resolve_model_files`]. Storage of cached
 //! vectors is not done here: a metadata store implements [`EmbeddingCache`].
 
 mod bert;

@@ -3,8 +3,8 @@
 //!
 //! The vectors match sentence-transformers with its settings for this model
 //! (256 word-pieces, mean pooling over the attention mask, normalised). This
-//! module does not find or download the model files; [`crate::model_files`]
-//! does.
+//! module does not find or download the model files;
+//! [`crate::resolve_model_files`] does.
 //!
 //! The `tokenizer.json` that ships with the model truncates at 128 and pads
 //! every text to 128. Both are overridden here: left as shipped, texts longer
@@ -23,11 +23,11 @@ use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, Tru
 use crate::bert::{BertConfig, BertModel, mean_pool_normalized};
 use crate::{EmbedError, Embedder, Embedding, ModelFiles};
 
-/// The most word-pieces the model reads, [CLS] and [SEP] included; this is
+/// The most word-pieces the model reads, `[CLS]` and `[SEP]` included; this is
 /// the model's own `max_seq_length`, not the 128 of its `tokenizer.json`.
 const MAX_SEQUENCE_TOKENS: usize = 256;
 
-/// [CLS] and [SEP], which every encoded text carries.
+/// `[CLS]` and `[SEP]`, which every encoded text carries.
 const SPECIAL_TOKENS: usize = 2;
 
 /// Texts run through the network together. Past about 8, candle gains
@@ -112,8 +112,8 @@ impl MiniLm {
         self.inner.embed(texts)
     }
 
-    /// The word-piece ids the network reads for `text`: [CLS], the text's
-    /// word-pieces truncated to fit, [SEP].
+    /// The word-piece ids the network reads for `text`: `[CLS]`, the text's
+    /// word-pieces truncated to fit, `[SEP]`.
     ///
     /// # Errors
     /// Fails when the tokenizer rejects the input.

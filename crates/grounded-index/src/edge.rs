@@ -280,7 +280,9 @@ impl Shards {
     /// Closes a collection's shard and removes its directory.
     ///
     /// The directory is removed even when it holds no complete shard, so that
-    /// a collection whose creation failed halfway can be cleaned up.
+    /// a collection whose creation failed halfway can be cleaned up. While it
+    /// waits for operations in flight on this collection to finish, no other
+    /// collection can be opened or created.
     fn remove(&self, name: &str) -> Result<(), IndexError> {
         let dir = self.dir(name)?;
         let mut open = self.lock();

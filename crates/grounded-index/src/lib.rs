@@ -54,12 +54,18 @@ pub struct CollectionSpec {
 }
 
 /// A store of points, one collection per grounded collection.
+///
+/// Every method may also fail with [`IndexError::Backend`] when the backend
+/// itself fails, and with [`IndexError::InvalidInput`] for a collection name
+/// that is not safe as a directory name (see
+/// [`grounded_core::validate_collection_name`]).
 #[async_trait]
 pub trait VectorIndex: Send + Sync {
     /// Creates the collection if it is missing.
     ///
     /// # Errors
-    /// [`IndexError::DimensionMismatch`] when it exists with another dimension.
+    /// [`IndexError::DimensionMismatch`] when it exists with another dimension;
+    /// [`IndexError::InvalidInput`] for a dimension of zero.
     async fn ensure_collection(&self, name: &str, spec: CollectionSpec) -> Result<(), IndexError>;
 
     /// The names of existing collections, sorted.
@@ -69,26 +75,46 @@ pub trait VectorIndex: Send + Sync {
     async fn delete_collection(&self, name: &str) -> Result<(), IndexError>;
 
     /// Inserts or replaces points, durably, before returning.
+    ///
+    /// # Errors
+    /// [`IndexError::CollectionNotFound`]; [`IndexError::DimensionMismatch`] when
+    /// a vector's length is not the collection's dimension, in which case no
+    /// point of the call is written.
     async fn upsert(&self, collection: &str, points: Vec<Point>) -> Result<(), IndexError>;
 
     /// Deletes points by id; unknown ids are ignored.
+    ///
+    /// # Errors
+    /// [`IndexError::CollectionNotFound`].
     async fn delete_points(&self, collection: &str, ids: &[ChunkId]) -> Result<(), IndexError>;
 
     /// Deletes every point of a document.
+    ///
+    /// # Errors
+    /// [`IndexError::CollectionNotFound`].
     async fn delete_document(
         &self,
         collection: &str,
         document: DocumentId,
     ) -> Result<(), IndexError>;
 
-    /// The ids of every point of a document.
+    /// The ids of every point of a document, each once, in no promised order.
+    ///
+    /// # Errors
+    /// [`IndexError::CollectionNotFound`].
     async fn document_points(
         &self,
         collection: &str,
         document: DocumentId,
     ) -> Result<Vec<ChunkId>, IndexError>;
 
-    /// The `limit` points nearest to `vector` by cosine similarity, best first.
+    /// The `limit` points nearest to `vector` by cosine similarity, best first;
+    /// the score is the cosine similarity itself, at most 1.
+    ///
+    /// # Errors
+    /// [`IndexError::CollectionNotFound`]; [`IndexError::DimensionMismatch`] when
+    /// `vector` has another length than the collection's vectors;
+    /// [`IndexError::Payload`] when a hit's payload is not a [`PointPayload`].
     async fn search(
         &self,
         collection: &str,
@@ -96,6 +122,9 @@ pub trait VectorIndex: Send + Sync {
         limit: usize,
     ) -> Result<Vec<ScoredPoint>, IndexError>;
 
-    /// How many points the collection holds.
+    /// How many points the collection holds, counted exactly.
+    ///
+    /// # Errors
+    /// [`IndexError::CollectionNotFound`].
     async fn count(&self, collection: &str) -> Result<usize, IndexError>;
 }

@@ -368,6 +368,43 @@ async fn points_persist_across_reopening() {
     assert_eq!(ids_of(&index, "books", doc).await, ids(&points[1..]));
 }
 
+/// A write is on disk when it returns, before anything is closed: the shard
+/// copied while the index is still open (as a crash would leave it) holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_are_durable_before_the_index_is_closed() {
+    let (dir, index) = temp_index();
+    index.ensure_collection("books", SPEC).await.unwrap();
+    let points: Vec<_> = (0..3)
+        .map(|i| point(document("a"), i, at_angle(0.3 * i as f32)))
+        .collect();
+    index.upsert("books", points.clone()).await.unwrap();
+    index.delete_points("books", &[points[2].id]).await.unwrap();
+
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&dir.path().join("books"), &copy.path().join("books"));
+    let reopened = EdgeIndex::open(copy.path()).unwrap();
+
+    assert_eq!(reopened.count("books").await.unwrap(), 2);
+    assert_eq!(
+        ids_of(&reopened, "books", document("a")).await,
+        ids(&points[..2])
+    );
+    drop(index);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn collections_are_listed_sorted_and_deleted() {
     let (dir, index) = temp_index();

@@ -28,11 +28,11 @@ use grounded_store::MetadataStore;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
+use crate::IngestError;
 use crate::chunk::{ChunkConfig, ChunkDraft, chunk_document};
 use crate::decode::decode_bytes;
 use crate::extract::{Extraction, extract_document};
 use crate::walk::{SourceFile, WalkOptions, walk_paths};
-use crate::IngestError;
 
 /// What an ingest run does besides reading files.
 #[derive(Debug, Clone)]
@@ -138,7 +138,11 @@ impl<'a> Ingestor<'a> {
         store: &'a dyn MetadataStore,
         index: &'a dyn VectorIndex,
     ) -> Self {
-        Self { embedder, store, index }
+        Self {
+            embedder,
+            store,
+            index,
+        }
     }
 
     /// Ingests every file under `roots` into `options.collection`.
@@ -156,21 +160,33 @@ impl<'a> Ingestor<'a> {
         progress: &dyn IngestProgress,
     ) -> Result<IngestReport, IngestError> {
         let started = Instant::now();
-        let mut report = IngestReport { collection: options.collection.clone(), ..Default::default() };
-        let spec = CollectionSpec { dimension: self.embedder.dimension() };
-        self.index.ensure_collection(&options.collection, spec).await?;
+        let mut report = IngestReport {
+            collection: options.collection.clone(),
+            ..Default::default()
+        };
+        let spec = CollectionSpec {
+            dimension: self.embedder.dimension(),
+        };
+        self.index
+            .ensure_collection(&options.collection, spec)
+            .await?;
 
         let walk_started = Instant::now();
         let (files, walk_errors) = walk_paths(roots, &options.walk);
         report.stages.walk_ms = millis(walk_started.elapsed());
         for error in walk_errors {
             report.documents_failed += 1;
-            report.failures.push(FileFailure { source_path: String::new(), error: error.to_string() });
+            report.failures.push(FileFailure {
+                source_path: String::new(),
+                error: error.to_string(),
+            });
         }
         report.files_seen = files.len();
         progress.files_found(files.len());
 
-        let seen = self.ingest_files(&files, options, progress, &mut report).await?;
+        let seen = self
+            .ingest_files(&files, options, progress, &mut report)
+            .await?;
         if options.prune {
             self.prune(roots, &seen, options, &mut report).await?;
         }
@@ -200,7 +216,8 @@ impl<'a> Ingestor<'a> {
             progress.file_done(&file.source_path);
 
             if pending_chunks >= options.batch_chunks {
-                self.write_batch(std::mem::take(&mut pending), options, report).await?;
+                self.write_batch(std::mem::take(&mut pending), options, report)
+                    .await?;
                 pending_chunks = 0;
             }
         }
@@ -220,7 +237,10 @@ impl<'a> Ingestor<'a> {
         let bytes = match tokio::fs::read(&file.path).await {
             Ok(bytes) => bytes,
             Err(source) => {
-                let error = IngestError::Read { path: file.path.clone(), source };
+                let error = IngestError::Read {
+                    path: file.path.clone(),
+                    source,
+                };
                 record_failure(report, file, &error);
                 return Ok(None);
             }
@@ -228,7 +248,10 @@ impl<'a> Ingestor<'a> {
         let hash = content_hash(&bytes);
         report.stages.read_ms += millis(read_started.elapsed());
 
-        let existing = self.store.find_document(&options.collection, &file.source_path).await?;
+        let existing = self
+            .store
+            .find_document(&options.collection, &file.source_path)
+            .await?;
         let unchanged = existing
             .as_ref()
             .is_some_and(|doc| doc.state == DocumentState::Ready && doc.content_hash == hash);
@@ -240,7 +263,11 @@ impl<'a> Ingestor<'a> {
         match self.chunk_file(file, &bytes, hash, options, report) {
             Ok(Some((document, chunks))) => {
                 let is_new = existing.is_none();
-                Ok(Some(PreparedDocument { document, chunks, is_new }))
+                Ok(Some(PreparedDocument {
+                    document,
+                    chunks,
+                    is_new,
+                }))
             }
             Ok(None) => {
                 if let Some(document) = existing {
@@ -270,14 +297,18 @@ impl<'a> Ingestor<'a> {
         report.stages.decode_ms += millis(step.elapsed());
 
         let step = Instant::now();
-        let extraction = extract_document(file.kind, &decoded.text).map_err(|e| with_path(e, file))?;
+        let extraction =
+            extract_document(file.kind, &decoded.text).map_err(|e| with_path(e, file))?;
         report.stages.extract_ms += millis(step.elapsed());
         let extracted = match extraction {
             Extraction::Content(extracted) => extracted,
             Extraction::Skipped { reason } => {
                 debug!(source_path = %file.source_path, %reason, "skipped");
                 report.documents_skipped += 1;
-                report.skipped.push(FileFailure { source_path: file.source_path.clone(), error: reason });
+                report.skipped.push(FileFailure {
+                    source_path: file.source_path.clone(),
+                    error: reason,
+                });
                 return Ok(None);
             }
         };
@@ -297,7 +328,10 @@ impl<'a> Ingestor<'a> {
             state: DocumentState::Indexing,
             chunk_count: drafts.len() as u32,
         };
-        let chunks = drafts.into_iter().map(|draft| chunk_from_draft(document.id, draft)).collect();
+        let chunks = drafts
+            .into_iter()
+            .map(|draft| chunk_from_draft(document.id, draft))
+            .collect();
         Ok(Some((document, chunks)))
     }
 
@@ -311,9 +345,14 @@ impl<'a> Ingestor<'a> {
         if batch.is_empty() {
             return Ok(());
         }
-        let texts: Vec<String> = batch.iter().flat_map(|p| p.chunks.iter().map(|c| c.text.clone())).collect();
-        let hashes: Vec<String> =
-            batch.iter().flat_map(|p| p.chunks.iter().map(|c| c.text_hash.clone())).collect();
+        let texts: Vec<String> = batch
+            .iter()
+            .flat_map(|p| p.chunks.iter().map(|c| c.text.clone()))
+            .collect();
+        let hashes: Vec<String> = batch
+            .iter()
+            .flat_map(|p| p.chunks.iter().map(|c| c.text_hash.clone()))
+            .collect();
 
         let step = Instant::now();
         let cached = CachedEmbedder::new(self.embedder, self.store);
@@ -351,12 +390,19 @@ impl<'a> Ingestor<'a> {
         report.stages.store_ms += millis(step.elapsed());
 
         let step = Instant::now();
-        let points = prepared.chunks.iter().zip(vectors).map(|(c, v)| point(document, c, v)).collect();
+        let points = prepared
+            .chunks
+            .iter()
+            .zip(vectors)
+            .map(|(c, v)| point(document, c, v))
+            .collect();
         self.index.upsert(collection, points).await?;
         report.stages.index_ms += millis(step.elapsed());
 
         let step = Instant::now();
-        self.store.commit_document(document, &prepared.chunks).await?;
+        self.store
+            .commit_document(document, &prepared.chunks)
+            .await?;
         report.stages.store_ms += millis(step.elapsed());
 
         let step = Instant::now();
@@ -373,7 +419,11 @@ impl<'a> Ingestor<'a> {
 
         self.store.mark_ready(document.id).await?;
         report.chunks += prepared.chunks.len();
-        report.tokens += prepared.chunks.iter().map(|c| c.token_count as usize).sum::<usize>();
+        report.tokens += prepared
+            .chunks
+            .iter()
+            .map(|c| c.token_count as usize)
+            .sum::<usize>();
         debug!(source_path = %document.source_path, chunks = prepared.chunks.len(), stale = stale.len(), "document written");
         Ok(())
     }
@@ -401,7 +451,9 @@ impl<'a> Ingestor<'a> {
     /// prune finishes the job.
     async fn remove_document(&self, document: &Document) -> Result<(), IngestError> {
         self.store.mark_indexing(document).await?;
-        self.index.delete_document(&document.collection, document.id).await?;
+        self.index
+            .delete_document(&document.collection, document.id)
+            .await?;
         self.store.delete_document(document.id).await?;
         info!(source_path = %document.source_path, "document removed");
         Ok(())
@@ -445,11 +497,17 @@ fn is_under_any(source_path: &str, roots: &[PathBuf]) -> bool {
 fn record_failure(report: &mut IngestReport, file: &SourceFile, error: &IngestError) {
     warn!(source_path = %file.source_path, %error, "file not ingested");
     report.documents_failed += 1;
-    report.failures.push(FileFailure { source_path: file.source_path.clone(), error: error.to_string() });
+    report.failures.push(FileFailure {
+        source_path: file.source_path.clone(),
+        error: error.to_string(),
+    });
 }
 
 fn with_path(error: IngestError, file: &SourceFile) -> IngestError {
-    IngestError::File { path: file.path.clone(), source: Box::new(error) }
+    IngestError::File {
+        path: file.path.clone(),
+        source: Box::new(error),
+    }
 }
 
 fn millis(elapsed: Duration) -> f64 {

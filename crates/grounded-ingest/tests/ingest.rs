@@ -191,18 +191,22 @@ mod rust_book {
         .unwrap()
     }
 
-    /// The embedding model's tokenizer, with its shipped truncation and padding
-    /// turned off, if another step has fetched the model.
+    /// The counting tokenizer of the real embedding model, exactly as the
+    /// pipeline uses it; the model files are found or fetched as `grounded`
+    /// does, so this only skips where no source of them is reachable.
     fn model_tokenizer() -> Option<Tokenizer> {
-        let path =
-            grounded_core::default_cache_dir().join("models/all-MiniLM-L6-v2/tokenizer.json");
-        let Ok(mut tokenizer) = Tokenizer::from_file(&path) else {
-            println!("skipping the model tokenizer: {} not found", path.display());
-            return None;
+        use grounded_embed::{Embedder, MiniLm, resolve_model_files};
+
+        let cache_dir = grounded_core::default_cache_dir();
+        let files = match resolve_model_files(None, &cache_dir) {
+            Ok((files, _)) => files,
+            Err(error) => {
+                println!("skipping the model tokenizer: {error}");
+                return None;
+            }
         };
-        tokenizer.with_truncation(None).unwrap();
-        tokenizer.with_padding(None);
-        Some(tokenizer)
+        let embedder = MiniLm::load(&files).expect("model files verified but not loadable");
+        Some(embedder.tokenizer().clone())
     }
 
     fn count(tokenizer: &Tokenizer, text: &str) -> usize {
@@ -271,15 +275,30 @@ mod rust_book {
         Some(documents)
     }
 
+    /// The chunking the pipeline uses by default: the model's limit of 254
+    /// word-pieces (256 less the two special tokens), 32 of overlap.
+    const MODEL_CHUNKING: ChunkConfig = ChunkConfig {
+        max_tokens: 254,
+        overlap_tokens: 32,
+    };
+
     fn chunk_all(documents: &[(String, ExtractedDocument)], tokenizer: &Tokenizer) -> usize {
         let config = ChunkConfig {
             max_tokens: 200,
             overlap_tokens: 20,
         };
+        chunk_all_with(documents, tokenizer, &config)
+    }
+
+    fn chunk_all_with(
+        documents: &[(String, ExtractedDocument)],
+        tokenizer: &Tokenizer,
+        config: &ChunkConfig,
+    ) -> usize {
         let mut total = 0;
         for (name, doc) in documents {
-            let chunks = chunk_document(doc, tokenizer, &config).unwrap();
-            assert_invariants(name, doc, &chunks, tokenizer, &config);
+            let chunks = chunk_document(doc, tokenizer, config).unwrap();
+            assert_invariants(name, doc, &chunks, tokenizer, config);
             total += chunks.len();
         }
         total
@@ -297,8 +316,8 @@ mod rust_book {
         );
 
         if let Some(tokenizer) = model_tokenizer() {
-            let chunks = chunk_all(&documents, &tokenizer);
-            println!("{chunks} chunks with the model tokenizer");
+            let chunks = chunk_all_with(&documents, &tokenizer, &MODEL_CHUNKING);
+            println!("{chunks} chunks with the model tokenizer, none over 254 word-pieces");
         }
     }
 
@@ -328,6 +347,29 @@ mod rust_book {
         );
         let line = ownership.text[..rules.byte_range.start].lines().count();
         assert!((line..=line + 1).contains(&(rules.location.line_start as usize)));
+    }
+
+    #[test]
+    fn html_book_chunks_fit_the_model_and_cover_each_page() {
+        let Some(book) = rust_book_html() else {
+            return;
+        };
+        let Some(tokenizer) = model_tokenizer() else {
+            return;
+        };
+        let (files, _) = walk_paths(&[book], &WalkOptions::default());
+        let mut documents = Vec::new();
+        for file in files.iter().filter(|file| file.kind == DocumentKind::Html) {
+            if let Extraction::Content(doc) = decode_and_extract(&file.path, file.kind).unwrap() {
+                documents.push((file.source_path.clone(), doc));
+            }
+        }
+        let chunks = chunk_all_with(&documents, &tokenizer, &MODEL_CHUNKING);
+        println!(
+            "{} html pages, {chunks} chunks, none over 254 word-pieces",
+            documents.len()
+        );
+        assert!(documents.len() > 100 && chunks > 1000);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub fn encode(vector: &[f32]) -> Vec<u8> {
 
 /// Decodes little-endian `f32` bytes; `None` when the length is not a multiple of 4.
 pub fn decode(bytes: &[u8]) -> Option<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let values = bytes
