@@ -146,7 +146,7 @@ fn edit_re_embeds_only_changed_chunks(workspace: &Workspace) {
     let computed = count(&report, "embeddings_computed");
     let written = count(&report, "chunks");
     assert!(
-        computed >= 1 && computed <= 2,
+        (1..=2).contains(&computed),
         "re-embedded {computed} of {written} chunks"
     );
     assert!(written > computed * 5, "{report}");
