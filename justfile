@@ -15,7 +15,7 @@ lint:
 
 # Ingest throughput and search latency on the Rust book.
 bench:
-    cargo bench -p grounded-cli --bench pipeline
+    cargo bench --workspace --bench pipeline
 
 # Everything CI does.
 ci:
