@@ -9,6 +9,8 @@ CREATE TABLE documents (
     kind         TEXT NOT NULL,
     -- SHA-256 of the file's bytes as last committed; empty until the first commit.
     content_hash TEXT NOT NULL,
+    -- Hash of what else decides the chunks: model, chunk sizes, extractor.
+    settings_hash TEXT NOT NULL DEFAULT '',
     title        TEXT,
     state        TEXT NOT NULL CHECK (state IN ('indexing', 'ready')),
     chunk_count  INTEGER NOT NULL DEFAULT 0,

@@ -129,6 +129,7 @@ fn ingest_is_incremental_search_finds_chapters_and_prune_removes() {
 
     edit_re_embeds_only_changed_chunks(&workspace);
     prune_removes_a_deleted_file(&workspace);
+    other_chunk_sizes_rechunk_every_document(&workspace);
 }
 
 fn edit_re_embeds_only_changed_chunks(workspace: &Workspace) {
@@ -173,6 +174,16 @@ fn prune_removes_a_deleted_file(workspace: &Workspace) {
             .all(|hit| file_name(hit) != "ch08-02-strings.md"),
         "{hits:?}"
     );
+}
+
+fn other_chunk_sizes_rechunk_every_document(workspace: &Workspace) {
+    let report = workspace.ingest(&["--chunk-tokens", "128", "--chunk-overlap", "16"]);
+    let remaining = CHAPTERS.len() as u64 - 1;
+    assert_eq!(count(&report, "documents_changed"), remaining, "{report}");
+    assert!(count(&report, "embeddings_computed") > 0);
+
+    let again = workspace.ingest(&["--chunk-tokens", "128", "--chunk-overlap", "16"]);
+    assert_eq!(count(&again, "documents_unchanged"), remaining, "{again}");
 }
 
 #[test]

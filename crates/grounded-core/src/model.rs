@@ -74,6 +74,9 @@ pub struct Document {
     pub kind: DocumentKind,
     /// SHA-256 of the file's raw bytes.
     pub content_hash: String,
+    /// Hash of the settings that decide the chunks (model, chunk sizes,
+    /// extractor version): a file is unchanged only if both hashes match.
+    pub settings_hash: String,
     pub title: Option<String>,
     pub state: DocumentState,
     pub chunk_count: u32,

@@ -34,6 +34,10 @@ use crate::decode::decode_bytes;
 use crate::extract::{Extraction, extract_document};
 use crate::walk::{SourceFile, WalkOptions, walk_paths};
 
+/// The version of the extraction and chunking rules; raising it makes the next
+/// ingest re-chunk every document.
+pub const PIPELINE_VERSION: u32 = 1;
+
 /// What an ingest run does besides reading files.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -145,6 +149,18 @@ impl<'a> Ingestor<'a> {
         }
     }
 
+    /// The hash of everything besides a file's bytes that decides its chunks:
+    /// a document ingested under other settings is re-chunked.
+    fn settings_hash(&self, options: &IngestOptions) -> String {
+        let settings = format!(
+            "{PIPELINE_VERSION}\0{}\0{}\0{}",
+            self.embedder.model_id(),
+            options.chunking.max_tokens,
+            options.chunking.overlap_tokens
+        );
+        content_hash(settings.as_bytes())
+    }
+
     /// Ingests every file under `roots` into `options.collection`.
     ///
     /// A file that cannot be read, decoded or chunked is reported in
@@ -252,9 +268,12 @@ impl<'a> Ingestor<'a> {
             .store
             .find_document(&options.collection, &file.source_path)
             .await?;
-        let unchanged = existing
-            .as_ref()
-            .is_some_and(|doc| doc.state == DocumentState::Ready && doc.content_hash == hash);
+        let settings = self.settings_hash(options);
+        let unchanged = existing.as_ref().is_some_and(|doc| {
+            doc.state == DocumentState::Ready
+                && doc.content_hash == hash
+                && doc.settings_hash == settings
+        });
         if unchanged {
             report.documents_unchanged += 1;
             return Ok(None);
@@ -324,6 +343,7 @@ impl<'a> Ingestor<'a> {
             source_path: file.source_path.clone(),
             kind: file.kind,
             content_hash: hash,
+            settings_hash: self.settings_hash(options),
             title: extracted.title.clone(),
             state: DocumentState::Indexing,
             chunk_count: drafts.len() as u32,

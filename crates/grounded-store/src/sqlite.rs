@@ -86,7 +86,8 @@ impl MetadataStore for SqliteStore {
         source_path: &str,
     ) -> Result<Option<Document>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, collection, source_path, kind, content_hash, title, state, chunk_count \
+            "SELECT id, collection, source_path, kind, content_hash, settings_hash, title, state, \
+             chunk_count \
              FROM documents WHERE collection = ? AND source_path = ?",
         )
         .bind(collection)
@@ -98,7 +99,8 @@ impl MetadataStore for SqliteStore {
 
     async fn list_documents(&self, collection: &str) -> Result<Vec<Document>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, collection, source_path, kind, content_hash, title, state, chunk_count \
+            "SELECT id, collection, source_path, kind, content_hash, settings_hash, title, state, \
+             chunk_count \
              FROM documents WHERE collection = ? ORDER BY source_path",
         )
         .bind(collection)
@@ -140,11 +142,13 @@ impl MetadataStore for SqliteStore {
             insert_chunk(&mut tx, chunk).await?;
         }
         sqlx::query(
-            "UPDATE documents SET kind = ?, content_hash = ?, title = ?, chunk_count = ?, \
+            "UPDATE documents SET kind = ?, content_hash = ?, settings_hash = ?, title = ?, \
+             chunk_count = ?, \
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
         )
         .bind(document.kind.as_str())
         .bind(&document.content_hash)
+        .bind(&document.settings_hash)
         .bind(&document.title)
         .bind(chunks.len() as i64)
         .bind(&id)
@@ -312,6 +316,7 @@ fn document_from_row(row: &SqliteRow) -> Result<Document, StoreError> {
             value: kind,
         })?,
         content_hash: row.get("content_hash"),
+        settings_hash: row.get("settings_hash"),
         title: row.get("title"),
         state: DocumentState::parse(&state).ok_or(StoreError::Corrupt {
             column: "documents.state",

@@ -13,6 +13,7 @@ fn document(path: &str) -> Document {
         source_path: path.into(),
         kind: DocumentKind::Markdown,
         content_hash: content_hash(path.as_bytes()),
+        settings_hash: "settings".into(),
         title: Some("Title".into()),
         state: DocumentState::Indexing,
         chunk_count: 0,
