@@ -81,6 +81,11 @@ pub struct IngestArgs {
     #[command(flatten)]
     pub chunking: ChunkingArgs,
 
+    /// Chunks embedded and written together; smaller batches make progress
+    /// visible sooner, larger ones embed a little faster.
+    #[arg(long, env = "GROUNDED_BATCH_CHUNKS", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub batch_chunks: u64,
+
     /// Remove documents under PATHS whose files are gone.
     #[arg(long)]
     pub prune: bool,

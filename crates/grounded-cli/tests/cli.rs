@@ -223,3 +223,118 @@ fn bad_input_gets_a_clear_error() {
     assert!(!output.status.success());
     assert!(stderr.contains("invalid collection name"), "{stderr}");
 }
+
+/// The store's record of a data directory, read by the test itself.
+async fn open_store(data: &Path) -> grounded_store::SqliteStore {
+    grounded_store::SqliteStore::open(&data.join("grounded.db"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_ingest_shows_no_partial_document_and_the_next_run_completes_it() {
+    use grounded_index::VectorIndex;
+    use grounded_store::MetadataStore;
+
+    let Some(sources) = book_sources() else {
+        return;
+    };
+    let workspace = Workspace::new(&sources);
+    let corpus = workspace.corpus.to_str().unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_grounded"))
+        .args(["ingest", corpus, "--batch-chunks", "8", "--json"])
+        .env("GROUNDED_DATA_DIR", &workspace.data)
+        .env_remove("GROUNDED_COLLECTION")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_ready_documents(&workspace.data, 2).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let store = open_store(&workspace.data).await;
+    let counts = store.collection_counts("default").await.unwrap();
+    assert!(
+        (counts.ready_documents as usize) < CHAPTERS.len(),
+        "the kill came after the ingest finished: {counts:?}"
+    );
+    store.close().await;
+
+    for query in [
+        "what is ownership",
+        "threads",
+        "strings",
+        "borrowing",
+        "mutex",
+    ] {
+        let hits = workspace.grounded(&["search", query, "-k", "20", "--json"]);
+        let store = open_store(&workspace.data).await;
+        for hit in hits["hits"].as_array().unwrap() {
+            let document = store.find_document("default", hit["source_path"].as_str().unwrap());
+            let document = document
+                .await
+                .unwrap()
+                .expect("a hit of an unknown document");
+            let committed: Vec<String> = store
+                .document_chunks(document.id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|chunk| chunk.id.to_string())
+                .collect();
+            let chunk_id = hit["chunk_id"].as_str().unwrap().to_string();
+            assert!(
+                committed.contains(&chunk_id),
+                "uncommitted chunk {chunk_id} was returned"
+            );
+        }
+        store.close().await;
+    }
+
+    let report = workspace.ingest(&[]);
+    let finished = count(&report, "documents_new") + count(&report, "documents_changed");
+    assert_eq!(
+        finished + count(&report, "documents_unchanged"),
+        CHAPTERS.len() as u64
+    );
+    assert!(finished >= 1, "{report}");
+
+    let store = open_store(&workspace.data).await;
+    let counts = store.collection_counts("default").await.unwrap();
+    assert_eq!(
+        counts.ready_documents as usize,
+        CHAPTERS.len(),
+        "{counts:?}"
+    );
+    assert_eq!(counts.indexing_documents, 0);
+    let index = grounded_index::EdgeIndex::open(&workspace.data.join("index")).unwrap();
+    let points = index.count("default").await.unwrap();
+    assert_eq!(
+        points as u64, counts.chunks,
+        "the index holds points the store does not know"
+    );
+}
+
+/// Polls the store of a running ingest until `wanted` documents are ready.
+async fn wait_for_ready_documents(data: &Path, wanted: u64) {
+    use grounded_store::MetadataStore;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        let path = data.join("grounded.db");
+        // Opening can race with the ingest's own first migration; retry then.
+        if let (true, Ok(store)) = (
+            path.exists(),
+            grounded_store::SqliteStore::open(&path).await,
+        ) {
+            let counts = store.collection_counts("default").await;
+            store.close().await;
+            if counts.is_ok_and(|counts| counts.ready_documents >= wanted) {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the ingest never made {wanted} documents ready");
+}

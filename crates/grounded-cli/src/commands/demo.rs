@@ -78,6 +78,7 @@ fn demo_ingest_args(book: &Path) -> IngestArgs {
             chunk_tokens: 254,
             chunk_overlap: 32,
         },
+        batch_chunks: 128,
         prune: true,
         excludes: EXCLUDES.iter().map(|s| (*s).to_string()).collect(),
         json: false,

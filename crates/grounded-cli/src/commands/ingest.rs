@@ -14,9 +14,6 @@ use crate::output;
 /// Files larger than this are skipped as unlikely to be documents.
 const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Chunks embedded and written together.
-const BATCH_CHUNKS: usize = 128;
-
 pub async fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
     let context = Context::open(global).await?;
     let options = options(&args, &context.embedder)?;
@@ -52,7 +49,7 @@ pub fn options(args: &IngestArgs, embedder: &dyn Embedder) -> anyhow::Result<Ing
             max_file_bytes: MAX_FILE_BYTES,
         },
         prune: args.prune,
-        batch_chunks: BATCH_CHUNKS,
+        batch_chunks: args.batch_chunks as usize,
     })
 }
 
