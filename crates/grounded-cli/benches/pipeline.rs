@@ -73,27 +73,10 @@ fn corpus() -> anyhow::Result<(PathBuf, Vec<String>)> {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/rust-book-md/src");
         return Ok((md, Vec::new()));
     }
-    let sysroot = std::process::Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()?;
-    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
-    let book = Path::new(&sysroot).join("share/doc/rust/html/book");
-    anyhow::ensure!(
-        book.is_dir(),
-        "the Rust book is not installed at {}",
-        book.display()
-    );
-    let excludes = [
-        "2018-edition",
-        "first-edition",
-        "second-edition",
-        "theme",
-        "fonts",
-        "css",
-        "img",
-        "*.js",
-    ];
-    Ok((book, excludes.iter().map(|s| (*s).to_string()).collect()))
+    Ok((
+        grounded_cli::book::installed_book()?,
+        grounded_cli::book::excludes(),
+    ))
 }
 
 fn options(excludes: Vec<String>) -> IngestOptions {

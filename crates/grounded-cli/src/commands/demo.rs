@@ -1,16 +1,12 @@
 //! `grounded demo`: the whole pipeline on a real book in one command.
 //!
 //! It ingests the HTML Rust book that rustup installs with the `rust-docs`
-//! component, then runs two searches and one question. The book directory
-//! also holds old editions whose pages only say that they moved; those are
-//! excluded so that they do not crowd out the real chapters. The whole-book
-//! `print.html` is skipped by the extractor because it asks not to be
-//! indexed.
+//! component (see `grounded_cli::book` for what of it is left out), then runs
+//! two searches and one question.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use anyhow::Context as _;
+use grounded_cli::book;
 use grounded_query::PromptBudget;
 
 use crate::cli::{ChunkingArgs, CollectionArg, DemoArgs, GlobalArgs, IngestArgs};
@@ -20,18 +16,6 @@ use crate::output;
 
 const COLLECTION: &str = "rust-book";
 
-/// Parts of the installed book that are not its current text.
-const EXCLUDES: &[&str] = &[
-    "2018-edition",
-    "first-edition",
-    "second-edition",
-    "theme",
-    "fonts",
-    "css",
-    "img",
-    "*.js",
-];
-
 const SEARCHES: &[&str] = &["what is ownership", "how do I share data between threads"];
 
 const QUESTION: &str = "How do I share data between threads?";
@@ -39,7 +23,7 @@ const QUESTION: &str = "How do I share data between threads?";
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let book = match args.book {
         Some(book) => book,
-        None => installed_book()?,
+        None => book::installed_book()?,
     };
     println!("grounded demo: ingesting {}", book.display());
     let context = Context::open(global).await?;
@@ -80,26 +64,7 @@ fn demo_ingest_args(book: &Path) -> IngestArgs {
         },
         batch_chunks: 128,
         prune: true,
-        excludes: EXCLUDES.iter().map(|s| (*s).to_string()).collect(),
+        excludes: book::excludes(),
         json: false,
     }
-}
-
-/// The Rust book of the active toolchain, or an error that says how to get it.
-fn installed_book() -> anyhow::Result<PathBuf> {
-    let output = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .context("failed to run `rustc --print sysroot` to find the Rust book")?;
-    let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    let book = Path::new(&sysroot).join("share/doc/rust/html/book");
-
-    if !book.join("index.html").is_file() {
-        anyhow::bail!(
-            "the Rust book is not installed at {}; install it with \
-             `rustup component add rust-docs`, or pass another book with --book DIR",
-            book.display()
-        );
-    }
-    Ok(book)
 }
