@@ -105,7 +105,7 @@ pub struct SearchArgs {
     pub query: String,
 
     /// How many hits.
-    #[arg(short = 'k', long = "top-k", default_value_t = 5)]
+    #[arg(short = 'k', long = "top-k", default_value_t = 5, value_parser = top_k_in_range)]
     pub top_k: usize,
 
     #[command(flatten)]
@@ -122,7 +122,7 @@ pub struct AskArgs {
     pub question: String,
 
     /// How many sources to retrieve.
-    #[arg(short = 'k', long = "top-k", default_value_t = 5)]
+    #[arg(short = 'k', long = "top-k", default_value_t = 5, value_parser = top_k_in_range)]
     pub top_k: usize,
 
     #[command(flatten)]
@@ -146,4 +146,15 @@ pub struct DemoArgs {
     /// The book to ingest [default: the Rust book of the active toolchain].
     #[arg(long)]
     pub book: Option<PathBuf>,
+}
+
+/// `-k` must ask for at least one hit, and not for more than a page of them.
+fn top_k_in_range(value: &str) -> Result<usize, String> {
+    let top_k: usize = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    if !(1..=100).contains(&top_k) {
+        return Err(format!("{top_k} is out of range: use 1 to 100"));
+    }
+    Ok(top_k)
 }

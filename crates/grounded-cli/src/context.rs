@@ -24,6 +24,12 @@ impl Context {
     pub async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
         let embedder = load_embedder(global)?;
         let data_dir = DataDir::new(&global.data_dir);
+        if data_dir.root().exists() && !data_dir.root().is_dir() {
+            anyhow::bail!(
+                "data directory {} is not a directory",
+                data_dir.root().display()
+            );
+        }
         std::fs::create_dir_all(data_dir.root()).with_context(|| {
             format!(
                 "failed to create data directory {}",

@@ -14,10 +14,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
-/// Lifecycle and summary lines of grounded; warnings of everything else. Qdrant
-/// Edge logs start-up notices as warnings, so only its errors are shown.
-const DEFAULT_LOG_FILTER: &str =
-    "warn,qdrant_edge=error,grounded_cli=info,grounded_ingest=info,grounded_embed=info";
+/// Warnings and errors only: commands print their own results and summary
+/// (`GROUNDED_LOG=info` adds grounded's structured lifecycle and summary
+/// lines). Qdrant Edge logs start-up notices as warnings, so only its errors
+/// are shown unless the filter names it.
+const DEFAULT_LOG_FILTER: &str = "warn";
+const QDRANT_LOG_FILTER: &str = "qdrant_edge=error";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -34,15 +36,36 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_line(&error));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line, leaving out a cause whose text the
+/// line already holds (library errors often quote their source).
+fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn init_tracing() {
-    let filter = EnvFilter::try_from_env("GROUNDED_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let mut directives = std::env::var("GROUNDED_LOG").unwrap_or(DEFAULT_LOG_FILTER.into());
+    if !directives.contains("qdrant_edge") {
+        directives = format!("{directives},{QDRANT_LOG_FILTER}");
+    }
+    let filter =
+        EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,5 +1,7 @@
 //! What commands print for people, and the JSON shapes they print for machines.
 
+use std::path::Path;
+
 use grounded_core::{Answer, ChunkLocation, Hit};
 use grounded_ingest::IngestReport;
 use serde_json::{Value, json};
@@ -7,9 +9,35 @@ use serde_json::{Value, json};
 /// How much of a hit's text a person sees.
 const SNIPPET_CHARS: usize = 320;
 
+/// Skipped files listed by name before the rest are only counted.
+const SKIPPED_SHOWN: usize = 5;
+
 pub fn print_ingest_report(report: &IngestReport) {
     for failure in &report.failures {
-        println!("failed: {} ({})", failure.source_path, failure.error);
+        println!("failed: {}", failure.error);
+    }
+    for skipped in report.skipped.iter().take(SKIPPED_SHOWN) {
+        println!(
+            "skipped: {} ({})",
+            display_path(&skipped.source_path),
+            skipped.error
+        );
+    }
+    if report.skipped.len() > SKIPPED_SHOWN {
+        let more = report.skipped.len() - SKIPPED_SHOWN;
+        println!("skipped: {more} more, each with its reason in `--json`");
+    }
+    if report.files_unsupported > 0 {
+        let kinds: Vec<String> = report
+            .unsupported_by_extension
+            .iter()
+            .map(|(extension, count)| format!(".{extension} {count}"))
+            .collect();
+        println!(
+            "not read: {} files of types grounded does not ingest ({})",
+            report.files_unsupported,
+            kinds.join(", ")
+        );
     }
     println!("{}", ingest_summary(report));
 }
@@ -71,10 +99,8 @@ pub fn print_answer(question: &str, answer: &Answer) {
 
 /// `path:12-40#anchor — Section > Subsection`
 pub fn location_line(source_path: &str, location: &ChunkLocation) -> String {
-    let mut line = format!(
-        "{source_path}:{}-{}",
-        location.line_start, location.line_end
-    );
+    let path = display_path(source_path);
+    let mut line = format!("{path}:{}-{}", location.line_start, location.line_end);
     if let Some(anchor) = &location.anchor {
         line.push('#');
         line.push_str(anchor);
@@ -109,6 +135,18 @@ pub fn hits_json(query: &str, hits: &[Hit]) -> Value {
         })
         .collect();
     json!({ "query": query, "hits": hits })
+}
+
+/// A source path as a person reads it: relative to the working directory when
+/// it lies below it. JSON output always has the full path.
+pub fn display_path(source_path: &str) -> String {
+    let path = Path::new(source_path);
+    let relative = std::env::current_dir().ok().and_then(|cwd| {
+        path.strip_prefix(&cwd)
+            .ok()
+            .map(|rest| rest.display().to_string())
+    });
+    relative.unwrap_or_else(|| source_path.to_string())
 }
 
 fn snippet(text: &str) -> String {

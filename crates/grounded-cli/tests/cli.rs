@@ -205,23 +205,42 @@ fn ask_answers_with_citations_of_retrieved_sources() {
     assert!(text.to_lowercase().contains("data race"), "{text}");
 }
 
+/// Runs `grounded` expecting it to fail; returns its one-line error.
+fn failing(data: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_grounded"))
+        .args(args)
+        .env("GROUNDED_DATA_DIR", data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    assert!(!output.status.success(), "grounded {args:?} succeeded");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
 #[test]
 fn bad_input_gets_a_clear_error() {
     let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
     let missing = root.path().join("no-such-dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_grounded"))
-        .args([
-            "ingest",
-            missing.to_str().unwrap(),
-            "--collection",
-            "bad name!",
-        ])
-        .env("GROUNDED_DATA_DIR", root.path().join("data"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let missing = missing.to_str().unwrap();
+    let here = root.path().to_str().unwrap();
+
+    let stderr = failing(&data, &["ingest", here, "--collection", "bad name!"]);
     assert!(stderr.contains("invalid collection name"), "{stderr}");
+
+    let stderr = failing(&data, &["ingest", missing]);
+    assert_eq!(stderr, format!("error: path {missing} does not exist"));
+
+    let stderr = failing(&data, &["ingest", here, "--chunk-overlap", "300"]);
+    assert!(stderr.contains("--chunk-overlap 300 must be smaller than --chunk-tokens 254"));
+
+    let stderr = failing(&data, &["search", "x", "-k", "0"]);
+    assert!(stderr.contains("0 is out of range"), "{stderr}");
+
+    std::fs::write(root.path().join("not-a-dir"), "x").unwrap();
+    let stderr = failing(&root.path().join("not-a-dir"), &["search", "x"]);
+    assert!(stderr.ends_with("is not a directory"), "{stderr}");
 }
 
 /// The store's record of a data directory, read by the test itself.

@@ -24,7 +24,9 @@ pub trait EmbeddingCache: Send + Sync {
     ) -> Result<(), EmbedError>;
 }
 
-/// How many vectors a call computed and how many came from the cache.
+/// How many vectors a call computed and how many inputs were served from the
+/// cache (a text repeated within one call is computed once and counted as
+/// cached after that), so that the two add up to the number of inputs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
     /// Vectors the embedder computed in this call.
@@ -70,7 +72,7 @@ impl<'a> CachedEmbedder<'a> {
         self.cache.put_embeddings(model_id, &entries).await?;
         let stats = CacheStats {
             computed: entries.len(),
-            cached: found.len(),
+            cached: text_hashes.len() - entries.len(),
         };
         found.extend(entries);
 

@@ -382,7 +382,7 @@ impl Shard {
 
     /// Opens the shard in `dir` with the configuration stored there.
     fn load(dir: &Path) -> Result<Self, IndexError> {
-        let edge = EdgeShard::load(dir, None).map_err(|err| backend(dir, err))?;
+        let edge = EdgeShard::load(dir, None).map_err(|err| open_error(dir, err))?;
         Ok(Self {
             edge,
             writes: Mutex::new(()),
@@ -649,6 +649,18 @@ fn chunk_id(id: PointId) -> Result<ChunkId, IndexError> {
             message: "the point id is a number, not a chunk uuid".to_owned(),
         }),
     }
+}
+
+/// A failure to open a shard; the write-ahead log's lock failing means that
+/// another process has the collection open.
+fn open_error(path: &Path, message: impl Display) -> IndexError {
+    let message = message.to_string();
+    if message.contains("WouldBlock") {
+        return IndexError::Busy {
+            path: path.display().to_string(),
+        };
+    }
+    backend(path, message)
 }
 
 fn backend(path: &Path, message: impl Display) -> IndexError {

@@ -32,6 +32,12 @@ pub enum IndexError {
     InvalidInput { collection: String, message: String },
 
     /// The backend failed: an I/O error, a corrupt shard, a panic inside it.
+    #[error(
+        "the collection at {path} is in use by another grounded process; Qdrant Edge opens a \
+         collection in one process at a time, so wait for that process to finish"
+    )]
+    Busy { path: String },
+
     #[error("vector index at {path} failed: {message}")]
     Backend { path: String, message: String },
 

@@ -444,7 +444,7 @@ impl<'a> Renderer<'a> {
 
     fn heading(&mut self, node: NodeRef<'_, Node>, name: &str) {
         self.flush();
-        let text = inline_text(node, self.removed);
+        let text = heading_text(node, self.removed);
         if text.is_empty() {
             return;
         }
@@ -507,6 +507,31 @@ fn inline_text(root: NodeRef<'_, Node>, removed: &HashSet<NodeId>) -> String {
         TextPiece::Break => inline.pending_space = true,
     });
     inline.take().replace('\n', " ")
+}
+
+/// The text of a heading, with inline code kept as Markdown code spans so that
+/// `Mutex<T>` in a heading is not read back as an HTML tag.
+fn heading_text(root: NodeRef<'_, Node>, removed: &HashSet<NodeId>) -> String {
+    let mut text = String::new();
+    for child in root.children() {
+        match child.value() {
+            Node::Text(part) => text.push_str(part),
+            Node::Element(element) => {
+                let hidden = NEVER_TEXT.contains(&element.name()) || removed.contains(&child.id());
+                if hidden {
+                    continue;
+                }
+                let inner = heading_text(child, removed);
+                if element.name() == "code" && !inner.contains('`') && !inner.trim().is_empty() {
+                    text.push_str(&format!("`{}`", inner.trim()));
+                } else {
+                    text.push_str(&inner);
+                }
+            }
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The text of a subtree exactly as written, `<br>` as a line break: for `pre`.
@@ -591,6 +616,20 @@ fn code_language(node: NodeRef<'_, Node>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_code_in_headings_survives_as_a_code_span() {
+        let html = "<main><h4 id=\"m\"><a class=\"header\" href=\"#m\">Shared Access to \
+                    <code>Mutex&lt;T&gt;</code></a></h4><p>Text.</p></main>";
+        let document = content(html);
+        assert!(
+            document
+                .text
+                .starts_with("#### Shared Access to `Mutex<T>`"),
+            "{}",
+            document.text
+        );
+    }
 
     fn content(html: &str) -> ExtractedDocument {
         match extract_html(html).unwrap() {

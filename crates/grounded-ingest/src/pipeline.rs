@@ -17,7 +17,7 @@
 //! that and redoes it whole, which deletes any orphaned points. Embeddings are
 //! cached, so the redo embeds nothing again.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,9 @@ pub struct FileFailure {
 pub struct IngestReport {
     pub collection: String,
     pub files_seen: usize,
+    /// Files skipped because grounded does not read their type.
+    pub files_unsupported: usize,
+    pub unsupported_by_extension: BTreeMap<String, usize>,
     pub documents_new: usize,
     pub documents_changed: usize,
     pub documents_unchanged: usize,
@@ -183,19 +186,17 @@ impl<'a> Ingestor<'a> {
         let spec = CollectionSpec {
             dimension: self.embedder.dimension(),
         };
+        let roots = canonical_roots(roots)?;
+        options.chunking.validate()?;
         self.index
             .ensure_collection(&options.collection, spec)
             .await?;
 
         let walk_started = Instant::now();
-        let (files, walk_errors) = walk_paths(roots, &options.walk);
+        let (files, walk_errors) = walk_paths(&roots, &options.walk);
         report.stages.walk_ms = millis(walk_started.elapsed());
         for error in walk_errors {
-            report.documents_failed += 1;
-            report.failures.push(FileFailure {
-                source_path: String::new(),
-                error: error.to_string(),
-            });
+            record_walk_error(&mut report, error);
         }
         report.files_seen = files.len();
         progress.files_found(files.len());
@@ -204,7 +205,7 @@ impl<'a> Ingestor<'a> {
             .ingest_files(&files, options, progress, &mut report)
             .await?;
         if options.prune {
-            self.prune(roots, &seen, options, &mut report).await?;
+            self.prune(&roots, &seen, options, &mut report).await?;
         }
 
         report.elapsed_ms = millis(started.elapsed());
@@ -514,8 +515,44 @@ fn is_under_any(source_path: &str, roots: &[PathBuf]) -> bool {
     roots.iter().any(|root| path.starts_with(root))
 }
 
+/// The roots as absolute paths without symbolic links, so that a file has one
+/// source path whatever directory grounded runs from.
+fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>, IngestError> {
+    roots
+        .iter()
+        .map(|root| {
+            std::fs::canonicalize(root).map_err(|_| IngestError::MissingRoot { path: root.clone() })
+        })
+        .collect()
+}
+
+/// Counts a file the walk could not take: unsupported types by extension,
+/// everything else as a failure.
+fn record_walk_error(report: &mut IngestReport, error: IngestError) {
+    if let IngestError::UnsupportedFile { path } = &error {
+        let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase());
+        let extension = extension.unwrap_or_else(|| "(none)".to_string());
+        *report
+            .unsupported_by_extension
+            .entry(extension)
+            .or_default() += 1;
+        report.files_unsupported += 1;
+        return;
+    }
+    let path = error
+        .path()
+        .map(|path| path.display().to_string())
+        .unwrap_or_default();
+    warn!(source_path = %path, %error, "file not ingested");
+    report.documents_failed += 1;
+    report.failures.push(FileFailure {
+        source_path: path,
+        error: error.to_string(),
+    });
+}
+
 fn record_failure(report: &mut IngestReport, file: &SourceFile, error: &IngestError) {
-    warn!(source_path = %file.source_path, %error, "file not ingested");
+    debug!(source_path = %file.source_path, %error, "file not ingested");
     report.documents_failed += 1;
     report.failures.push(FileFailure {
         source_path: file.source_path.clone(),

@@ -152,7 +152,9 @@ fn visit_entry(
     }
     match document_kind(entry.path()) {
         Some(kind) => check_size(entry.path(), kind, opts, files, errors),
-        None => tracing::trace!(path = %entry.path().display(), "skipping unsupported file"),
+        None => errors.push(IngestError::UnsupportedFile {
+            path: entry.path().to_path_buf(),
+        }),
     }
 }
 
@@ -298,7 +300,9 @@ mod tests {
         };
         let (files, errors) = walk_paths(&[root.to_path_buf()], &opts);
 
-        assert!(errors.is_empty(), "{errors:?}");
+        let unsupported: Vec<_> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(unsupported.len(), 1, "{unsupported:?}");
+        assert!(unsupported[0].contains("unsupported") && unsupported[0].contains("image.png"));
         let names: Vec<_> = files
             .iter()
             .map(|f| f.path.strip_prefix(root).unwrap().to_str().unwrap())
@@ -345,7 +349,8 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert!(files[0].source_path.ends_with("/small.txt"));
         let messages: Vec<_> = errors.iter().map(ToString::to_string).collect();
-        assert_eq!(messages.len(), 3, "{messages:?}");
+        // photo.jpg is reported twice: found in the directory, and given as a root.
+        assert_eq!(messages.len(), 4, "{messages:?}");
         assert!(
             messages
                 .iter()

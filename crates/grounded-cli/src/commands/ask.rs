@@ -19,13 +19,18 @@ pub async fn run(global: &GlobalArgs, args: AskArgs) -> anyhow::Result<()> {
     };
 
     let (prompt, answer) = ask(&context, &collection, &args.question, args.top_k, budget).await?;
-    if args.show_prompt {
-        println!("{}", serde_json::to_string_pretty(&prompt.messages)?);
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
-    } else {
-        output::print_answer(&args.question, &answer);
+    match (args.json, args.show_prompt) {
+        (true, true) => {
+            let both = serde_json::json!({ "prompt": prompt.messages, "answer": answer });
+            println!("{}", serde_json::to_string_pretty(&both)?);
+        }
+        (true, false) => println!("{}", serde_json::to_string_pretty(&answer)?),
+        (false, show_prompt) => {
+            if show_prompt {
+                println!("{}", serde_json::to_string_pretty(&prompt.messages)?);
+            }
+            output::print_answer(&args.question, &answer);
+        }
     }
     context.close().await;
     Ok(())

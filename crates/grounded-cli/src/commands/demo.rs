@@ -26,6 +26,9 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         None => book::installed_book()?,
     };
     println!("grounded demo: ingesting {}", book.display());
+    println!(
+        "(the first run embeds about 1,800 chunks: minutes on a laptop; later runs reuse the cache)"
+    );
     let context = Context::open(global).await?;
 
     let ingest_args = demo_ingest_args(&book);

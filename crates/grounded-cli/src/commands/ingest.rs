@@ -37,6 +37,14 @@ pub fn options(args: &IngestArgs, embedder: &dyn Embedder) -> anyhow::Result<Ing
             args.chunking.chunk_tokens
         );
     }
+    if args.chunking.chunk_tokens == 0 || args.chunking.chunk_overlap >= args.chunking.chunk_tokens
+    {
+        anyhow::bail!(
+            "--chunk-overlap {} must be smaller than --chunk-tokens {}, which must be at least 1",
+            args.chunking.chunk_overlap,
+            args.chunking.chunk_tokens
+        );
+    }
     Ok(IngestOptions {
         collection: collection_name(&args.collection.collection)?.to_string(),
         chunking: ChunkConfig {
