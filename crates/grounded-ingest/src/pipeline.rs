@@ -125,6 +125,13 @@ pub struct NoProgress;
 
 impl IngestProgress for NoProgress {}
 
+/// What decides whether a file's stored chunks are still right: its bytes and
+/// the settings it was chunked under.
+struct Fingerprint {
+    content_hash: String,
+    settings_hash: String,
+}
+
 /// A document read and chunked, waiting for its embeddings.
 struct PreparedDocument {
     document: Document,
@@ -220,13 +227,14 @@ impl<'a> Ingestor<'a> {
         progress: &dyn IngestProgress,
         report: &mut IngestReport,
     ) -> Result<HashSet<String>, IngestError> {
+        let settings = self.settings_hash(options);
         let mut seen = HashSet::with_capacity(files.len());
         let mut pending: Vec<PreparedDocument> = Vec::new();
         let mut pending_chunks = 0;
 
         for file in files {
             seen.insert(file.source_path.clone());
-            if let Some(prepared) = self.prepare(file, options, report).await? {
+            if let Some(prepared) = self.prepare(file, options, &settings, report).await? {
                 pending_chunks += prepared.chunks.len();
                 pending.push(prepared);
             }
@@ -248,6 +256,7 @@ impl<'a> Ingestor<'a> {
         &self,
         file: &SourceFile,
         options: &IngestOptions,
+        settings: &str,
         report: &mut IngestReport,
     ) -> Result<Option<PreparedDocument>, IngestError> {
         let read_started = Instant::now();
@@ -269,7 +278,6 @@ impl<'a> Ingestor<'a> {
             .store
             .find_document(&options.collection, &file.source_path)
             .await?;
-        let settings = self.settings_hash(options);
         let unchanged = existing.as_ref().is_some_and(|doc| {
             doc.state == DocumentState::Ready
                 && doc.content_hash == hash
@@ -280,7 +288,11 @@ impl<'a> Ingestor<'a> {
             return Ok(None);
         }
 
-        match self.chunk_file(file, &bytes, hash, options, report) {
+        let fingerprint = Fingerprint {
+            content_hash: hash,
+            settings_hash: settings.to_string(),
+        };
+        match self.chunk_file(file, &bytes, fingerprint, options, report) {
             Ok(Some((document, chunks))) => {
                 let is_new = existing.is_none();
                 Ok(Some(PreparedDocument {
@@ -308,17 +320,17 @@ impl<'a> Ingestor<'a> {
         &self,
         file: &SourceFile,
         bytes: &[u8],
-        hash: String,
+        fingerprint: Fingerprint,
         options: &IngestOptions,
         report: &mut IngestReport,
     ) -> Result<Option<(Document, Vec<Chunk>)>, IngestError> {
         let step = Instant::now();
-        let decoded = decode_bytes(bytes, file.kind).map_err(|e| with_path(e, file))?;
+        let decoded = decode_bytes(bytes, file.kind).map_err(|e| e.in_file(&file.path))?;
         report.stages.decode_ms += millis(step.elapsed());
 
         let step = Instant::now();
         let extraction =
-            extract_document(file.kind, &decoded.text).map_err(|e| with_path(e, file))?;
+            extract_document(file.kind, &decoded.text).map_err(|e| e.in_file(&file.path))?;
         report.stages.extract_ms += millis(step.elapsed());
         let extracted = match extraction {
             Extraction::Content(extracted) => extracted,
@@ -335,7 +347,7 @@ impl<'a> Ingestor<'a> {
 
         let step = Instant::now();
         let drafts = chunk_document(&extracted, self.embedder.tokenizer(), &options.chunking)
-            .map_err(|e| with_path(e, file))?;
+            .map_err(|e| e.in_file(&file.path))?;
         report.stages.chunk_ms += millis(step.elapsed());
 
         let document = Document {
@@ -343,8 +355,8 @@ impl<'a> Ingestor<'a> {
             collection: options.collection.clone(),
             source_path: file.source_path.clone(),
             kind: file.kind,
-            content_hash: hash,
-            settings_hash: self.settings_hash(options),
+            content_hash: fingerprint.content_hash,
+            settings_hash: fingerprint.settings_hash,
             title: extracted.title.clone(),
             state: DocumentState::Indexing,
             chunk_count: drafts.len() as u32,
@@ -544,27 +556,20 @@ fn record_walk_error(report: &mut IngestReport, error: IngestError) {
         .map(|path| path.display().to_string())
         .unwrap_or_default();
     warn!(source_path = %path, %error, "file not ingested");
-    report.documents_failed += 1;
-    report.failures.push(FileFailure {
-        source_path: path,
-        error: error.to_string(),
-    });
+    push_failure(report, path, &error);
 }
 
 fn record_failure(report: &mut IngestReport, file: &SourceFile, error: &IngestError) {
     debug!(source_path = %file.source_path, %error, "file not ingested");
-    report.documents_failed += 1;
-    report.failures.push(FileFailure {
-        source_path: file.source_path.clone(),
-        error: error.to_string(),
-    });
+    push_failure(report, file.source_path.clone(), error);
 }
 
-fn with_path(error: IngestError, file: &SourceFile) -> IngestError {
-    IngestError::File {
-        path: file.path.clone(),
-        source: Box::new(error),
-    }
+fn push_failure(report: &mut IngestReport, source_path: String, error: &IngestError) {
+    report.documents_failed += 1;
+    report.failures.push(FileFailure {
+        source_path,
+        error: error.to_string(),
+    });
 }
 
 fn millis(elapsed: Duration) -> f64 {

@@ -37,20 +37,20 @@ pub fn options(args: &IngestArgs, embedder: &dyn Embedder) -> anyhow::Result<Ing
             args.chunking.chunk_tokens
         );
     }
-    if args.chunking.chunk_tokens == 0 || args.chunking.chunk_overlap >= args.chunking.chunk_tokens
-    {
-        anyhow::bail!(
+    let chunking = ChunkConfig {
+        max_tokens: args.chunking.chunk_tokens,
+        overlap_tokens: args.chunking.chunk_overlap,
+    };
+    chunking.validate().map_err(|_| {
+        anyhow::anyhow!(
             "--chunk-overlap {} must be smaller than --chunk-tokens {}, which must be at least 1",
-            args.chunking.chunk_overlap,
-            args.chunking.chunk_tokens
-        );
-    }
+            chunking.overlap_tokens,
+            chunking.max_tokens
+        )
+    })?;
     Ok(IngestOptions {
         collection: collection_name(&args.collection.collection)?.to_string(),
-        chunking: ChunkConfig {
-            max_tokens: args.chunking.chunk_tokens,
-            overlap_tokens: args.chunking.chunk_overlap,
-        },
+        chunking,
         walk: WalkOptions {
             follow_links: false,
             exclude: args.excludes.clone(),
