@@ -37,6 +37,17 @@ pub struct GlobalArgs {
     /// Where fetched model files are kept [default: the user cache directory].
     #[arg(long, global = true, env = "GROUNDED_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// The metadata store: postgres://USER@HOST:PORT/DATABASE for a shared
+    /// Postgres, sqlite://PATH for a SQLite file [default: grounded.db in the
+    /// data directory].
+    #[arg(
+        long,
+        global = true,
+        env = "GROUNDED_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +60,27 @@ pub enum Command {
     Ask(AskArgs),
     /// Ingest the Rust book that ships with rustup, then search and ask it.
     Demo(DemoArgs),
+    /// Bring the metadata store's schema up to date (every command also does
+    /// this when it opens the store) and print its version.
+    Migrate,
+    /// Move cached embeddings between stores, as a file.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Write every cached embedding of the store to FILE (JSON Lines).
+    Export {
+        /// The file to write; `-` for standard output.
+        file: PathBuf,
+    },
+    /// Add the embeddings of FILE, written by `cache export`, to the store;
+    /// embeddings it already holds are kept.
+    Import {
+        /// The file to read; `-` for standard input.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use grounded_core::{DataDir, default_cache_dir, validate_collection_name};
 use grounded_embed::{MiniLm, resolve_model_files};
 use grounded_index::EdgeIndex;
-use grounded_store::SqliteStore;
+use grounded_store::{MetadataStore, SqliteStore, open_store};
 use tracing::info;
 
 use crate::cli::GlobalArgs;
@@ -15,29 +15,17 @@ use crate::cli::GlobalArgs;
 /// The open components of one run.
 pub struct Context {
     pub embedder: MiniLm,
-    pub store: SqliteStore,
+    pub store: Box<dyn MetadataStore>,
     pub index: EdgeIndex,
 }
 
 impl Context {
-    /// Opens everything, fetching the model first if it is missing.
+    /// Opens everything, the store first so that a wrong database fails
+    /// before the model is fetched or loaded.
     pub async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let data_dir = create_data_dir(global)?;
+        let store = open_metadata_store(global, &data_dir).await?;
         let embedder = load_embedder(global)?;
-        let data_dir = DataDir::new(&global.data_dir);
-        if data_dir.root().exists() && !data_dir.root().is_dir() {
-            anyhow::bail!(
-                "data directory {} is not a directory",
-                data_dir.root().display()
-            );
-        }
-        std::fs::create_dir_all(data_dir.root()).with_context(|| {
-            format!(
-                "failed to create data directory {}",
-                data_dir.root().display()
-            )
-        })?;
-
-        let store = SqliteStore::open(&data_dir.database()).await?;
         let index = EdgeIndex::open(&data_dir.index())?;
         Ok(Self {
             embedder,
@@ -50,6 +38,42 @@ impl Context {
     pub async fn close(self) {
         self.store.close().await;
     }
+}
+
+/// The metadata store that `--database-url` names, or the SQLite file of the
+/// data directory.
+pub async fn open_metadata_store(
+    global: &GlobalArgs,
+    data_dir: &DataDir,
+) -> anyhow::Result<Box<dyn MetadataStore>> {
+    let store: Box<dyn MetadataStore> = match &global.database_url {
+        Some(url) => open_store(url).await?,
+        None => Box::new(SqliteStore::open(&data_dir.database()).await?),
+    };
+    info!(
+        database = store.location(),
+        schema_version = store.schema_version(),
+        "store opened"
+    );
+    Ok(store)
+}
+
+/// The data directory, created if missing.
+pub fn create_data_dir(global: &GlobalArgs) -> anyhow::Result<DataDir> {
+    let data_dir = DataDir::new(&global.data_dir);
+    if data_dir.root().exists() && !data_dir.root().is_dir() {
+        anyhow::bail!(
+            "data directory {} is not a directory",
+            data_dir.root().display()
+        );
+    }
+    std::fs::create_dir_all(data_dir.root()).with_context(|| {
+        format!(
+            "failed to create data directory {}",
+            data_dir.root().display()
+        )
+    })?;
+    Ok(data_dir)
 }
 
 /// Checks a collection name from the command line.

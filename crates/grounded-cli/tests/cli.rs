@@ -1,9 +1,14 @@
 //! End-to-end tests of the `grounded` binary, run as a user runs it, on
 //! chapters of the Rust book's Markdown sources from `../shared/data`.
+//! Tests on Postgres use a scratch database on the server that
+//! `GROUNDED_TEST_DATABASE_URL` names, and skip with a message without one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use grounded_index::VectorIndex;
+use grounded_store::MetadataStore;
+use grounded_store::scratch::{ScratchDatabase, test_server_url};
 use serde_json::Value;
 
 /// Chapters copied into each test's corpus: enough to tell topics apart,
@@ -28,11 +33,13 @@ fn book_sources() -> Option<PathBuf> {
     }
 }
 
-/// A data directory and a corpus of a few chapters, both temporary.
+/// A data directory and a corpus of a few chapters, both temporary, and the
+/// metadata store: the data directory's SQLite file, or a Postgres database.
 struct Workspace {
     _root: tempfile::TempDir,
     data: PathBuf,
     corpus: PathBuf,
+    database_url: Option<String>,
 }
 
 impl Workspace {
@@ -48,16 +55,52 @@ impl Workspace {
             _root: root,
             data,
             corpus,
+            database_url: None,
         }
     }
 
-    fn grounded(&self, args: &[&str]) -> Value {
-        let output = Command::new(env!("CARGO_BIN_EXE_grounded"))
+    /// The same, with its metadata in the Postgres database at `url`.
+    fn on_postgres(sources: &Path, url: &str) -> Self {
+        Self {
+            database_url: Some(url.to_owned()),
+            ..Self::new(sources)
+        }
+    }
+
+    /// `grounded ARGS` against this workspace.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_grounded"));
+        command
             .args(args)
             .env("GROUNDED_DATA_DIR", &self.data)
-            .env_remove("GROUNDED_COLLECTION")
-            .output()
-            .unwrap();
+            .env_remove("GROUNDED_COLLECTION");
+        match &self.database_url {
+            Some(url) => command.env("GROUNDED_DATABASE_URL", url),
+            None => command.env_remove("GROUNDED_DATABASE_URL"),
+        };
+        command
+    }
+
+    /// The metadata store, opened by the test itself.
+    async fn open_store(&self) -> Result<Box<dyn MetadataStore>, grounded_store::StoreError> {
+        match &self.database_url {
+            Some(url) => grounded_store::open_store(url).await,
+            None => {
+                let path = self.data.join("grounded.db");
+                let store = grounded_store::SqliteStore::open(&path).await?;
+                Ok(Box::new(store))
+            }
+        }
+    }
+
+    /// How many points the collection's vector index holds.
+    async fn index_points(&self) -> usize {
+        let index = grounded_index::EdgeIndex::open(&self.data.join("index")).unwrap();
+        index.count("default").await.unwrap()
+    }
+
+    fn grounded(&self, args: &[&str]) -> Value {
+        let output = self.command(args).output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
@@ -243,42 +286,134 @@ fn bad_input_gets_a_clear_error() {
     assert!(stderr.ends_with("is not a directory"), "{stderr}");
 }
 
-/// The store's record of a data directory, read by the test itself.
-async fn open_store(data: &Path) -> grounded_store::SqliteStore {
-    grounded_store::SqliteStore::open(&data.join("grounded.db"))
+#[tokio::test]
+async fn migrate_brings_either_store_to_its_schema_version() {
+    let root = tempfile::tempdir().unwrap();
+    let migrate = |workspace_url: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_grounded"));
+        command
+            .arg("migrate")
+            .env("GROUNDED_DATA_DIR", root.path().join("data"));
+        match workspace_url {
+            Some(url) => command.env("GROUNDED_DATABASE_URL", url),
+            None => command.env_remove("GROUNDED_DATABASE_URL"),
+        };
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    let sqlite = migrate(None);
+    assert!(
+        sqlite.ends_with("grounded.db is at schema version 2\n"),
+        "{sqlite}"
+    );
+
+    let Some(database) = scratch_database("migrate_brings_either_store").await else {
+        return;
+    };
+    let postgres = migrate(Some(database.url()));
+    assert!(postgres.ends_with("is at schema version 1\n"), "{postgres}");
+    let store = grounded_store::open_store(database.url()).await.unwrap();
+    assert_eq!(store.collection_counts("default").await.unwrap().chunks, 0);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_database_url_that_cannot_work_gets_one_clear_line() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let search_with = |url: &str| {
+        let line = failing(&data, &["--database-url", url, "search", "x"]);
+        assert_eq!(line.lines().count(), 1, "{line}");
+        line
+    };
+
+    let line = search_with("mysql://root:hunter2@localhost/db");
+    assert!(
+        line.starts_with("error: unsupported database URL mysql://root:***@"),
+        "{line}"
+    );
+    assert!(!line.contains("hunter2"), "a password was shown: {line}");
+
+    let line = search_with("postgres://grounded@localhost:port/db");
+    assert!(line.contains("failed to open database"), "{line}");
+
+    let started = std::time::Instant::now();
+    let line = search_with("postgres://grounded:sekrit@127.0.0.1:1/grounded");
+    assert!(
+        line.contains("127.0.0.1:1") && line.to_lowercase().contains("refused"),
+        "{line}"
+    );
+    assert!(!line.contains("sekrit"), "a password was shown: {line}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "retried: {line}"
+    );
+
+    let Some(database) = scratch_database("a_database_url_that_cannot_work").await else {
+        return;
+    };
+    let missing = database
+        .url()
+        .replace(database.name(), "grounded_no_such_database");
+    let line = search_with(&missing);
+    assert!(
+        line.contains("grounded_no_such_database") && line.contains("does not exist"),
+        "{line}"
+    );
+
+    let store = grounded_store::PostgresStore::open(database.url())
         .await
-        .unwrap()
+        .unwrap();
+    store.close().await;
+    database.record_newer_migration(99).await.unwrap();
+    let line = search_with(database.url());
+    assert!(
+        line.contains("has schema version 99, newer than the 1"),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_ingest_shows_no_partial_document_and_the_next_run_completes_it() {
-    use grounded_index::VectorIndex;
-    use grounded_store::MetadataStore;
-
     let Some(sources) = book_sources() else {
         return;
     };
-    let workspace = Workspace::new(&sources);
-    let corpus = workspace.corpus.to_str().unwrap();
+    killed_ingest_is_completed_by_the_next(&Workspace::new(&sources)).await;
+}
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_grounded"))
-        .args(["ingest", corpus, "--batch-chunks", "8", "--json"])
-        .env("GROUNDED_DATA_DIR", &workspace.data)
-        .env_remove("GROUNDED_COLLECTION")
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_ingest_on_postgres_shows_no_partial_document_and_the_next_run_completes_it() {
+    let Some(sources) = book_sources() else {
+        return;
+    };
+    let Some(database) = scratch_database("a_killed_ingest_on_postgres").await else {
+        return;
+    };
+    killed_ingest_is_completed_by_the_next(&Workspace::on_postgres(&sources, database.url())).await;
+}
+
+/// Kills a real ingest process once two documents are ready, checks that no
+/// search returns an uncommitted chunk, and that the next run completes the
+/// collection with exactly one point per committed chunk.
+async fn killed_ingest_is_completed_by_the_next(workspace: &Workspace) {
+    let corpus = workspace.corpus.to_str().unwrap();
+    let mut child = workspace
+        .command(&["ingest", corpus, "--batch-chunks", "8", "--json"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_ready_documents(&workspace.data, 2).await;
+    wait_for_ready_documents(workspace, 2).await;
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let store = open_store(&workspace.data).await;
+    let store = workspace.open_store().await.unwrap();
     let counts = store.collection_counts("default").await.unwrap();
     assert!(
         (counts.ready_documents as usize) < CHAPTERS.len(),
         "the kill came after the ingest finished: {counts:?}"
     );
-    store.close().await;
 
     for query in [
         "what is ownership",
@@ -288,7 +423,6 @@ async fn a_killed_ingest_shows_no_partial_document_and_the_next_run_completes_it
         "mutex",
     ] {
         let hits = workspace.grounded(&["search", query, "-k", "20", "--json"]);
-        let store = open_store(&workspace.data).await;
         for hit in hits["hits"].as_array().unwrap() {
             let document = store.find_document("default", hit["source_path"].as_str().unwrap());
             let document = document
@@ -308,7 +442,6 @@ async fn a_killed_ingest_shows_no_partial_document_and_the_next_run_completes_it
                 "uncommitted chunk {chunk_id} was returned"
             );
         }
-        store.close().await;
     }
 
     let report = workspace.ingest(&[]);
@@ -319,7 +452,6 @@ async fn a_killed_ingest_shows_no_partial_document_and_the_next_run_completes_it
     );
     assert!(finished >= 1, "{report}");
 
-    let store = open_store(&workspace.data).await;
     let counts = store.collection_counts("default").await.unwrap();
     assert_eq!(
         counts.ready_documents as usize,
@@ -327,26 +459,161 @@ async fn a_killed_ingest_shows_no_partial_document_and_the_next_run_completes_it
         "{counts:?}"
     );
     assert_eq!(counts.indexing_documents, 0);
-    let index = grounded_index::EdgeIndex::open(&workspace.data.join("index")).unwrap();
-    let points = index.count("default").await.unwrap();
     assert_eq!(
-        points as u64, counts.chunks,
+        workspace.index_points().await as u64,
+        counts.chunks,
         "the index holds points the store does not know"
     );
+    store.close().await;
+}
+
+async fn scratch_database(test: &str) -> Option<ScratchDatabase> {
+    let server = test_server_url(test)?;
+    Some(ScratchDatabase::create(&server).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_ingests_at_once_on_postgres_write_each_document_once() {
+    let Some(sources) = book_sources() else {
+        return;
+    };
+    let Some(database) = scratch_database("two_ingests_at_once_on_postgres").await else {
+        return;
+    };
+    let workspace = Workspace::on_postgres(&sources, database.url());
+    let corpus = workspace.corpus.to_str().unwrap();
+
+    let start = || {
+        workspace
+            .command(&["ingest", corpus, "--batch-chunks", "8", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (start(), start());
+    let reports: Vec<Value> = [first, second]
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "an ingest failed:\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            serde_json::from_str(stdout.trim()).unwrap()
+        })
+        .collect();
+
+    let total = |field| reports.iter().map(|r| count(r, field)).sum::<u64>();
+    let all = CHAPTERS.len() as u64;
+    assert_eq!(
+        total("documents_new"),
+        all,
+        "each document written once: {reports:?}"
+    );
+    assert_eq!(total("documents_unchanged"), all, "{reports:?}");
+    assert_eq!(total("documents_failed"), 0, "{reports:?}");
+    for report in &reports {
+        assert!(
+            count(report, "documents_new") >= 1,
+            "one ingest did no work: {reports:?}"
+        );
+    }
+
+    let store = workspace.open_store().await.unwrap();
+    let counts = store.collection_counts("default").await.unwrap();
+    assert_eq!(
+        (counts.ready_documents, counts.indexing_documents),
+        (all, 0)
+    );
+    let mut chunks = 0;
+    for document in store.list_documents("default").await.unwrap() {
+        let stored = store.document_chunks(document.id).await.unwrap();
+        assert_eq!(
+            stored.len() as u32,
+            document.chunk_count,
+            "{}",
+            document.source_path
+        );
+        chunks += stored.len() as u64;
+    }
+    assert_eq!(chunks, counts.chunks);
+    assert_eq!(
+        total("chunks"),
+        chunks,
+        "a chunk was written twice: {reports:?}"
+    );
+    assert_eq!(workspace.index_points().await as u64, chunks);
+
+    let cached = store.cached_embeddings(None, 100_000).await.unwrap().len() as u64;
+    assert_eq!(
+        total("embeddings_computed"),
+        cached,
+        "a text was embedded twice"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embeddings_exported_from_sqlite_and_imported_into_postgres_are_not_computed_again() {
+    let Some(sources) = book_sources() else {
+        return;
+    };
+    let Some(database) = scratch_database("embeddings_exported_from_sqlite").await else {
+        return;
+    };
+    let laptop = Workspace::new(&sources);
+    let first = laptop.ingest(&[]);
+    let computed = count(&first, "embeddings_computed");
+    assert!(computed > 0);
+
+    let file = laptop.data.join("embeddings.jsonl");
+    let file = file.to_str().unwrap();
+    laptop
+        .command(&["cache", "export", file])
+        .status()
+        .unwrap()
+        .success()
+        .then_some(())
+        .unwrap();
+    let lines = std::fs::read_to_string(file).unwrap().lines().count() as u64;
+    assert_eq!(lines, computed + 1, "a header and one line per embedding");
+
+    let server = Workspace::on_postgres(&sources, database.url());
+    std::fs::remove_dir_all(&server.corpus).unwrap();
+    copy_dir(&laptop.corpus, &server.corpus);
+    let imported = server.command(&["cache", "import", file]).status().unwrap();
+    assert!(imported.success());
+
+    let report = server.ingest(&[]);
+    assert_eq!(count(&report, "documents_new"), CHAPTERS.len() as u64);
+    assert_eq!(count(&report, "embeddings_computed"), 0, "{report}");
+    assert_eq!(count(&report, "chunks"), count(&first, "chunks"));
+    let hits = server.search("what is ownership");
+    assert!(file_name(&hits[0]).starts_with("ch04-"), "{hits:?}");
+
+    let again = server.ingest(&[]);
+    assert_eq!(count(&again, "documents_unchanged"), CHAPTERS.len() as u64);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
 }
 
 /// Polls the store of a running ingest until `wanted` documents are ready.
-async fn wait_for_ready_documents(data: &Path, wanted: u64) {
-    use grounded_store::MetadataStore;
-
+async fn wait_for_ready_documents(workspace: &Workspace, wanted: u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let sqlite = workspace.data.join("grounded.db");
     while std::time::Instant::now() < deadline {
-        let path = data.join("grounded.db");
-        // Opening can race with the ingest's own first migration; retry then.
-        if let (true, Ok(store)) = (
-            path.exists(),
-            grounded_store::SqliteStore::open(&path).await,
-        ) {
+        // The ingest creates the SQLite file; opening it first would too.
+        let created = workspace.database_url.is_some() || sqlite.exists();
+        if created && let Ok(store) = workspace.open_store().await {
             let counts = store.collection_counts("default").await;
             store.close().await;
             if counts.is_ok_and(|counts| counts.ready_documents >= wanted) {

@@ -11,7 +11,8 @@ mod paths;
 
 pub use ids::{ChunkId, DocumentId, content_hash};
 pub use model::{
-    Answer, Chunk, ChunkLocation, Citation, Document, DocumentKind, DocumentState, Hit,
+    Answer, Chunk, ChunkLocation, Citation, Document, DocumentKind, DocumentMetadata,
+    DocumentState, Hit,
 };
 pub use paths::{DataDir, default_cache_dir};
 

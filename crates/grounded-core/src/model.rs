@@ -80,6 +80,21 @@ pub struct Document {
     pub title: Option<String>,
     pub state: DocumentState,
     pub chunk_count: u32,
+    /// Facts about the file that do not decide its chunks.
+    #[serde(default)]
+    pub metadata: DocumentMetadata,
+}
+
+/// What the store records about a document's file besides its hashes; kept
+/// as JSON (JSONB on Postgres) so that new facts need no schema change.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentMetadata {
+    /// The encoding the text was decoded from, by its WHATWG name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// The size of the file in bytes.
+    #[serde(default)]
+    pub size_bytes: u64,
 }
 
 /// Where a chunk sits in its document.

@@ -72,6 +72,15 @@ const SCROLL_PAGE: usize = 1024;
 /// How long deleting a collection waits for operations still using its shard.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long opening a shard waits while another process holds it open. An
+/// ingest holds a shard only while it writes one batch, and a search for the
+/// length of one command, so a wait longer than this means a process that
+/// keeps the collection open (a long-running server).
+const BUSY_WAIT: Duration = Duration::from_secs(60);
+
+/// How often opening a busy shard is tried again.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
+
 /// A [`VectorIndex`] that keeps one Qdrant Edge shard per collection under a
 /// root directory.
 ///
@@ -198,6 +207,11 @@ impl VectorIndex for EdgeIndex {
     async fn count(&self, collection: &str) -> Result<usize, IndexError> {
         self.with_shard(collection, Shard::count).await
     }
+
+    async fn release(&self, collection: &str) -> Result<(), IndexError> {
+        let name = collection.to_owned();
+        self.blocking(move |shards| shards.release(&name)).await
+    }
 }
 
 /// The open shards under one root, by collection name.
@@ -277,6 +291,22 @@ impl Shards {
         Ok(names)
     }
 
+    /// Closes a collection's shard, flushing it, so that another process can
+    /// open it; the next use here opens it again.
+    fn release(&self, name: &str) -> Result<(), IndexError> {
+        let dir = self.dir(name)?;
+        let mut open = self.lock();
+
+        if let Some(shard) = open.remove(name)
+            && let Err(shard) = close(shard)
+        {
+            open.insert(name.to_owned(), shard);
+            let message = "the collection is still in use; it stays open";
+            return Err(backend(&dir, message));
+        }
+        Ok(())
+    }
+
     /// Closes a collection's shard and removes its directory.
     ///
     /// The directory is removed even when it holds no complete shard, so that
@@ -323,10 +353,23 @@ fn lookup(
         return Ok(None);
     }
 
-    let shard = Arc::new(Shard::load(dir)?);
+    let shard = Arc::new(load_waiting(dir)?);
     open.insert(name.to_owned(), Arc::clone(&shard));
     tracing::debug!(collection = name, "opened collection");
     Ok(Some(shard))
+}
+
+/// Loads a shard, waiting up to [`BUSY_WAIT`] while another process holds it.
+fn load_waiting(dir: &Path) -> Result<Shard, IndexError> {
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        match Shard::load(dir) {
+            Err(IndexError::Busy { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(BUSY_RETRY);
+            }
+            loaded => return loaded,
+        }
+    }
 }
 
 fn holds_shard(dir: &Path) -> bool {

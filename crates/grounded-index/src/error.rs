@@ -31,13 +31,14 @@ pub enum IndexError {
     #[error("invalid request for collection {collection:?}: {message}")]
     InvalidInput { collection: String, message: String },
 
-    /// The backend failed: an I/O error, a corrupt shard, a panic inside it.
+    /// Another process kept the collection open for longer than opening waits.
     #[error(
-        "the collection at {path} is in use by another grounded process; Qdrant Edge opens a \
-         collection in one process at a time, so wait for that process to finish"
+        "the collection at {path} is held open by another grounded process; Qdrant Edge opens \
+         a collection in one process at a time, so wait for that process to finish"
     )]
     Busy { path: String },
 
+    /// The backend failed: an I/O error, a corrupt shard, a panic inside it.
     #[error("vector index at {path} failed: {message}")]
     Backend { path: String, message: String },
 

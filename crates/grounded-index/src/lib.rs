@@ -127,4 +127,12 @@ pub trait VectorIndex: Send + Sync {
     /// # Errors
     /// [`IndexError::CollectionNotFound`].
     async fn count(&self, collection: &str) -> Result<usize, IndexError>;
+
+    /// Lets other processes use the collection until this one uses it again.
+    ///
+    /// An index that many processes share anyway (a server) has nothing to
+    /// do; the in-process index flushes and closes the collection's files.
+    async fn release(&self, _collection: &str) -> Result<(), IndexError> {
+        Ok(())
+    }
 }

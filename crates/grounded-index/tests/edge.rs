@@ -578,3 +578,41 @@ fn write_foreign_point(shard_dir: &Path) {
         .unwrap();
     shard.flush();
 }
+
+/// Two indexes over one root stand for two processes: while one holds the
+/// collection the other waits to open it, and takes it, with every point the
+/// first wrote, once the first releases it; then they take turns writing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_released_collection_opens_in_the_other_process_with_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Arc::new(EdgeIndex::open(dir.path()).unwrap());
+    let second = Arc::new(EdgeIndex::open(dir.path()).unwrap());
+    first.ensure_collection("books", SPEC).await.unwrap();
+    let written: Vec<_> = (0..3)
+        .map(|i| point(document("a"), i, at_angle(0.2 * i as f32)))
+        .collect();
+    first.upsert("books", written.clone()).await.unwrap();
+
+    let waiting = {
+        let second = Arc::clone(&second);
+        tokio::spawn(async move { second.count("books").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "opened a collection held elsewhere");
+
+    first.release("books").await.unwrap();
+    let counted = tokio::time::timeout(std::time::Duration::from_secs(10), waiting);
+    assert_eq!(counted.await.unwrap().unwrap().unwrap(), 3);
+
+    second
+        .upsert("books", vec![point(document("b"), 0, at_angle(1.0))])
+        .await
+        .unwrap();
+    second.release("books").await.unwrap();
+    first
+        .upsert("books", vec![point(document("c"), 0, at_angle(2.0))])
+        .await
+        .unwrap();
+    assert_eq!(first.count("books").await.unwrap(), 5);
+    assert_eq!(ids_of(&first, "books", document("a")).await, ids(&written));
+}

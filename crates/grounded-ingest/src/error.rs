@@ -49,6 +49,11 @@ pub enum IngestError {
         source: std::io::Error,
     },
 
+    /// Another ingest kept a file's document claimed for longer than this
+    /// run waits; that ingest writes it, or the next run does.
+    #[error("{path} is still being written by another ingest; run again once it finishes")]
+    Claimed { path: PathBuf },
+
     /// The bytes are not text.
     #[error("binary content: {reason}")]
     Binary { reason: String },
@@ -131,6 +136,7 @@ impl IngestError {
             | Self::Walk { path, .. }
             | Self::FileTooLarge { path, .. }
             | Self::Read { path, .. }
+            | Self::Claimed { path }
             | Self::File { path, .. } => Some(path),
             _ => None,
         }

@@ -16,12 +16,23 @@
 //! A run killed anywhere leaves the document `indexing`; the next run sees
 //! that and redoes it whole, which deletes any orphaned points. Embeddings are
 //! cached, so the redo embeds nothing again.
+//!
+//! Several ingests may run at once against one store (ingest workers sharing
+//! Postgres). A run claims each document before reading it
+//! ([`MetadataStore::try_claim`]) and holds the claim until the document is
+//! written, so no document is ever written by two runs at once; a document
+//! claimed elsewhere is looked at again at the end of the run, by which time
+//! it is usually unchanged. After each batch the run hands the collection
+//! back to the index ([`VectorIndex::release`]) so that other processes can
+//! write to it and search it in between.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use grounded_core::{Chunk, ChunkId, Document, DocumentId, DocumentState, content_hash};
+use grounded_core::{
+    Chunk, ChunkId, Document, DocumentId, DocumentMetadata, DocumentState, content_hash,
+};
 use grounded_embed::{CachedEmbedder, Embedder};
 use grounded_index::{CollectionSpec, Point, PointPayload, VectorIndex};
 use grounded_store::MetadataStore;
@@ -37,6 +48,12 @@ use crate::walk::{SourceFile, WalkOptions, walk_paths};
 /// The version of the extraction and chunking rules; raising it makes the next
 /// ingest re-chunk every document.
 pub const PIPELINE_VERSION: u32 = 1;
+
+/// How long a run waits for documents that another ingest has claimed.
+const CLAIM_WAIT: Duration = Duration::from_secs(600);
+
+/// How often a run looks again at documents claimed by another ingest.
+const CLAIM_RETRY: Duration = Duration::from_millis(250);
 
 /// What an ingest run does besides reading files.
 #[derive(Debug, Clone)]
@@ -139,6 +156,35 @@ struct PreparedDocument {
     is_new: bool,
 }
 
+/// What preparing one file came to.
+enum Prepared {
+    /// Chunked and claimed, to be embedded and written.
+    Document(Box<PreparedDocument>),
+    /// Nothing to write: unchanged, skipped, failed or removed.
+    Done,
+    /// Another ingest holds the document; try again later.
+    ClaimedElsewhere,
+}
+
+/// Prepared documents waiting to be embedded together.
+#[derive(Default)]
+struct Batch {
+    documents: Vec<PreparedDocument>,
+    chunks: usize,
+}
+
+impl Batch {
+    fn push(&mut self, prepared: PreparedDocument) {
+        self.chunks += prepared.chunks.len();
+        self.documents.push(prepared);
+    }
+
+    fn take(&mut self) -> Vec<PreparedDocument> {
+        self.chunks = 0;
+        std::mem::take(&mut self.documents)
+    }
+}
+
 /// Runs ingests against one embedder, metadata store and vector index.
 pub struct Ingestor<'a> {
     embedder: &'a dyn Embedder,
@@ -198,6 +244,7 @@ impl<'a> Ingestor<'a> {
         self.index
             .ensure_collection(&options.collection, spec)
             .await?;
+        self.index.release(&options.collection).await?;
 
         let walk_started = Instant::now();
         let (files, walk_errors) = walk_paths(&roots, &options.walk);
@@ -229,36 +276,101 @@ impl<'a> Ingestor<'a> {
     ) -> Result<HashSet<String>, IngestError> {
         let settings = self.settings_hash(options);
         let mut seen = HashSet::with_capacity(files.len());
-        let mut pending: Vec<PreparedDocument> = Vec::new();
-        let mut pending_chunks = 0;
+        let mut batch = Batch::default();
+        let mut claimed_elsewhere = Vec::new();
 
         for file in files {
             seen.insert(file.source_path.clone());
-            if let Some(prepared) = self.prepare(file, options, &settings, report).await? {
-                pending_chunks += prepared.chunks.len();
-                pending.push(prepared);
+            match self.prepare(file, options, &settings, report).await? {
+                Prepared::Document(prepared) => batch.push(*prepared),
+                Prepared::Done => progress.file_done(&file.source_path),
+                Prepared::ClaimedElsewhere => claimed_elsewhere.push(file),
             }
-            progress.file_done(&file.source_path);
-
-            if pending_chunks >= options.batch_chunks {
-                self.write_batch(std::mem::take(&mut pending), options, report)
+            if batch.chunks >= options.batch_chunks {
+                self.write_batch(batch.take(), options, progress, report)
                     .await?;
-                pending_chunks = 0;
             }
         }
-        self.write_batch(pending, options, report).await?;
+        self.write_batch(batch.take(), options, progress, report)
+            .await?;
+
+        self.wait_for_claimed(claimed_elsewhere, options, &settings, progress, report)
+            .await?;
         Ok(seen)
     }
 
-    /// Reads one file and chunks it, or returns `None` when it is unchanged,
-    /// skipped or failed (each counted in the report).
+    /// Takes up the files whose documents another ingest had claimed, once
+    /// it lets go of them: most will be unchanged by then. A file still
+    /// claimed after [`CLAIM_WAIT`] is reported as failed.
+    async fn wait_for_claimed(
+        &self,
+        mut files: Vec<&SourceFile>,
+        options: &IngestOptions,
+        settings: &str,
+        progress: &dyn IngestProgress,
+        report: &mut IngestReport,
+    ) -> Result<(), IngestError> {
+        let deadline = Instant::now() + CLAIM_WAIT;
+        while !files.is_empty() && Instant::now() < deadline {
+            debug!(
+                documents = files.len(),
+                "waiting for documents claimed by another ingest"
+            );
+            tokio::time::sleep(CLAIM_RETRY).await;
+
+            let mut batch = Batch::default();
+            let mut still_claimed = Vec::new();
+            for file in files {
+                match self.prepare(file, options, settings, report).await? {
+                    Prepared::Document(prepared) => batch.push(*prepared),
+                    Prepared::Done => progress.file_done(&file.source_path),
+                    Prepared::ClaimedElsewhere => still_claimed.push(file),
+                }
+            }
+            self.write_batch(batch.take(), options, progress, report)
+                .await?;
+            files = still_claimed;
+        }
+
+        for file in files {
+            let error = IngestError::Claimed {
+                path: file.path.clone(),
+            };
+            record_failure(report, file, &error);
+        }
+        Ok(())
+    }
+
+    /// Claims a file's document and reads and chunks it. Returns
+    /// [`Prepared::Done`], with the claim released, when the document is
+    /// unchanged, skipped or failed (each counted in the report).
     async fn prepare(
         &self,
         file: &SourceFile,
         options: &IngestOptions,
         settings: &str,
         report: &mut IngestReport,
-    ) -> Result<Option<PreparedDocument>, IngestError> {
+    ) -> Result<Prepared, IngestError> {
+        let id = DocumentId::new(&options.collection, &file.source_path);
+        if !self.store.try_claim(id).await? {
+            return Ok(Prepared::ClaimedElsewhere);
+        }
+
+        let prepared = self.prepare_claimed(file, options, settings, report).await;
+        if !matches!(prepared, Ok(Prepared::Document(_))) {
+            self.store.release_claims(&[id]).await?;
+        }
+        prepared
+    }
+
+    /// [`prepare`](Self::prepare), once the document is claimed.
+    async fn prepare_claimed(
+        &self,
+        file: &SourceFile,
+        options: &IngestOptions,
+        settings: &str,
+        report: &mut IngestReport,
+    ) -> Result<Prepared, IngestError> {
         let read_started = Instant::now();
         let bytes = match tokio::fs::read(&file.path).await {
             Ok(bytes) => bytes,
@@ -268,7 +380,7 @@ impl<'a> Ingestor<'a> {
                     source,
                 };
                 record_failure(report, file, &error);
-                return Ok(None);
+                return Ok(Prepared::Done);
             }
         };
         let hash = content_hash(&bytes);
@@ -285,7 +397,7 @@ impl<'a> Ingestor<'a> {
         });
         if unchanged {
             report.documents_unchanged += 1;
-            return Ok(None);
+            return Ok(Prepared::Done);
         }
 
         let fingerprint = Fingerprint {
@@ -295,22 +407,22 @@ impl<'a> Ingestor<'a> {
         match self.chunk_file(file, &bytes, fingerprint, options, report) {
             Ok(Some((document, chunks))) => {
                 let is_new = existing.is_none();
-                Ok(Some(PreparedDocument {
+                Ok(Prepared::Document(Box::new(PreparedDocument {
                     document,
                     chunks,
                     is_new,
-                }))
+                })))
             }
             Ok(None) => {
                 if let Some(document) = existing {
                     self.remove_document(&document).await?;
                     report.documents_removed += 1;
                 }
-                Ok(None)
+                Ok(Prepared::Done)
             }
             Err(error) => {
                 record_failure(report, file, &error);
-                Ok(None)
+                Ok(Prepared::Done)
             }
         }
     }
@@ -360,6 +472,10 @@ impl<'a> Ingestor<'a> {
             title: extracted.title.clone(),
             state: DocumentState::Indexing,
             chunk_count: drafts.len() as u32,
+            metadata: DocumentMetadata {
+                encoding: Some(decoded.encoding.to_string()),
+                size_bytes: bytes.len() as u64,
+            },
         };
         let chunks = drafts
             .into_iter()
@@ -369,15 +485,33 @@ impl<'a> Ingestor<'a> {
     }
 
     /// Embeds a batch of documents' chunks together, then writes each document.
+    ///
+    /// The documents' claims are released and the collection is handed back
+    /// to the index (so other processes may use it) once they are written.
     async fn write_batch(
         &self,
         batch: Vec<PreparedDocument>,
         options: &IngestOptions,
+        progress: &dyn IngestProgress,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
         if batch.is_empty() {
             return Ok(());
         }
+        let claims: Vec<DocumentId> = batch.iter().map(|p| p.document.id).collect();
+        let written = self.write_claimed(batch, options, progress, report).await;
+        self.index.release(&options.collection).await?;
+        self.store.release_claims(&claims).await?;
+        written
+    }
+
+    async fn write_claimed(
+        &self,
+        batch: Vec<PreparedDocument>,
+        options: &IngestOptions,
+        progress: &dyn IngestProgress,
+        report: &mut IngestReport,
+    ) -> Result<(), IngestError> {
         let texts: Vec<String> = batch
             .iter()
             .flat_map(|p| p.chunks.iter().map(|c| c.text.clone()))
@@ -398,6 +532,7 @@ impl<'a> Ingestor<'a> {
         for prepared in batch {
             let own: Vec<Vec<f32>> = rest.by_ref().take(prepared.chunks.len()).collect();
             self.write_document(&prepared, own, options, report).await?;
+            progress.file_done(&prepared.document.source_path);
             if prepared.is_new {
                 report.documents_new += 1;
             } else {
@@ -471,8 +606,14 @@ impl<'a> Ingestor<'a> {
     ) -> Result<(), IngestError> {
         for document in self.store.list_documents(&options.collection).await? {
             let gone = !seen.contains(&document.source_path);
-            if gone && is_under_any(&document.source_path, roots) {
-                self.remove_document(&document).await?;
+            if !gone || !is_under_any(&document.source_path, roots) {
+                continue;
+            }
+            // A document another ingest is writing is not gone for that run.
+            if self.store.try_claim(document.id).await? {
+                let removed = self.remove_document(&document).await;
+                self.store.release_claims(&[document.id]).await?;
+                removed?;
                 report.documents_removed += 1;
             }
         }
@@ -481,12 +622,15 @@ impl<'a> Ingestor<'a> {
 
     /// Deletes a document's points, then its record; a run killed between the
     /// two leaves it `indexing` with its points already gone, and the next
-    /// prune finishes the job.
+    /// prune finishes the job. The caller holds the document's claim.
     async fn remove_document(&self, document: &Document) -> Result<(), IngestError> {
         self.store.mark_indexing(document).await?;
-        self.index
+        let deleted = self
+            .index
             .delete_document(&document.collection, document.id)
-            .await?;
+            .await;
+        self.index.release(&document.collection).await?;
+        deleted?;
         self.store.delete_document(document.id).await?;
         info!(source_path = %document.source_path, "document removed");
         Ok(())

@@ -4,13 +4,20 @@
 //! The store is the source of truth for what search may show: a chunk is
 //! visible only once its document's chunks are committed here, so a point
 //! left in the vector index by an interrupted ingest is never returned. One
-//! backend per file: [`SqliteStore`] is the embedded default.
+//! backend per file: [`SqliteStore`] is the embedded default,
+//! [`PostgresStore`] the shared one for teams; [`open_store`] picks one by
+//! database URL.
 
 mod error;
+mod open;
+mod postgres;
+pub mod scratch;
 mod sqlite;
-mod vector_bytes;
+pub mod vector_bytes;
 
 pub use error::StoreError;
+pub use open::{open_store, redact_url};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use std::collections::HashSet;
@@ -64,6 +71,47 @@ pub trait MetadataStore: EmbeddingCache {
 
     /// Deletes every document and chunk of a collection; cached embeddings stay.
     async fn delete_collection(&self, collection: &str) -> Result<(), StoreError>;
+
+    /// Claims a document for this process's ingest until
+    /// [`release_claims`](Self::release_claims): while it holds the claim, no
+    /// other process's claim of the document succeeds. `false` when another
+    /// process holds it. A claim ends with the process that holds it, however
+    /// that process ends.
+    async fn try_claim(&self, document: DocumentId) -> Result<bool, StoreError>;
+
+    /// Releases claims taken by [`try_claim`](Self::try_claim).
+    async fn release_claims(&self, documents: &[DocumentId]) -> Result<(), StoreError>;
+
+    /// Up to `limit` cached embeddings that sort after `after` by (model id,
+    /// text hash), in that order: the whole cache, page by page.
+    async fn cached_embeddings(
+        &self,
+        after: Option<&CacheKey>,
+        limit: usize,
+    ) -> Result<Vec<CachedEmbedding>, StoreError>;
+
+    /// The schema version the database is migrated to.
+    fn schema_version(&self) -> i64;
+
+    /// Where the database is, with any password left out; for messages.
+    fn location(&self) -> &str;
+
+    /// Closes every connection, waiting for work in flight to finish.
+    async fn close(&self);
+}
+
+/// What identifies a cached embedding.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CacheKey {
+    pub model_id: String,
+    pub text_hash: String,
+}
+
+/// One entry of the embedding cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedEmbedding {
+    pub key: CacheKey,
+    pub vector: Vec<f32>,
 }
 
 /// How much a collection holds.

@@ -1,35 +1,52 @@
 //! The SQLite backend of the metadata store, the embedded default.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use grounded_core::{
-    Chunk, ChunkId, ChunkLocation, Document, DocumentId, DocumentKind, DocumentState,
+    Chunk, ChunkId, ChunkLocation, Document, DocumentId, DocumentKind, DocumentMetadata,
+    DocumentState,
 };
 use grounded_embed::{EmbedError, Embedding, EmbeddingCache};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
+use tokio::sync::OnceCell;
+use tracing::warn;
 use uuid::Uuid;
 
-use crate::{CollectionCounts, MetadataStore, StoreError, vector_bytes};
+use crate::error::{latest_version, migrate};
+use crate::{CacheKey, CachedEmbedding, CollectionCounts, MetadataStore, StoreError, vector_bytes};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// Documents, chunks and cached embeddings in one SQLite file.
+///
+/// SQLite serves one ingest at a time well: instead of claiming documents
+/// one by one, the first claim locks the file `<database>.ingest.lock` for
+/// as long as the store is open, so a second ingest of the same database
+/// waits for the first to end (the operating system drops the lock of a
+/// process that dies).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    location: String,
+    /// `None` for an in-memory database, which no other process can reach.
+    ingest_lock_path: Option<PathBuf>,
+    ingest_lock: Arc<OnceCell<File>>,
 }
 
 impl SqliteStore {
     /// Opens the database at `path`, creating it if missing, and migrates it.
     ///
     /// # Errors
-    /// [`StoreError::Open`] when the file cannot be opened, [`StoreError::Migrate`]
-    /// when its schema is newer than this build or a migration fails.
+    /// [`StoreError::Open`] when the file cannot be opened,
+    /// [`StoreError::NewerSchema`] or [`StoreError::ChangedSchema`] when it
+    /// holds another schema, [`StoreError::Migrate`] when a migration fails.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let location = path.display().to_string();
         let options = SqliteConnectOptions::new()
@@ -38,7 +55,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        Self::connect(options, location).await
+        // SQLite has no lock that spans a migration, so processes that start
+        // together take turns through a lock file.
+        let _migrating = lock_file_blocking(sibling(path, ".migrate.lock"), false).await?;
+        Self::connect(options, location, Some(sibling(path, ".ingest.lock"))).await
     }
 
     /// Opens a private in-memory database, for tests.
@@ -52,10 +72,14 @@ impl SqliteStore {
                 source,
             })?
             .foreign_keys(true);
-        Self::connect(options, "memory".into()).await
+        Self::connect(options, "memory".into(), None).await
     }
 
-    async fn connect(options: SqliteConnectOptions, location: String) -> Result<Self, StoreError> {
+    async fn connect(
+        options: SqliteConnectOptions,
+        location: String,
+        ingest_lock_path: Option<PathBuf>,
+    ) -> Result<Self, StoreError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -65,17 +89,64 @@ impl SqliteStore {
                 source,
             })?;
 
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { location, source })?;
-        Ok(Self { pool })
+        migrate(&MIGRATOR, &pool, &location).await?;
+        Ok(Self {
+            pool,
+            location,
+            ingest_lock_path,
+            ingest_lock: Arc::default(),
+        })
     }
 
-    /// Closes every connection, waiting for them to finish.
-    pub async fn close(&self) {
-        self.pool.close().await;
+    /// Takes the ingest lock of the database file, waiting while another
+    /// process holds it.
+    async fn lock_for_ingest(&self) -> Result<(), StoreError> {
+        let Some(path) = self.ingest_lock_path.clone() else {
+            return Ok(());
+        };
+        self.ingest_lock
+            .get_or_try_init(|| lock_file_blocking(path, true))
+            .await?;
+        Ok(())
     }
+}
+
+/// `path` with `suffix` added to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// [`lock_file`] on tokio's blocking pool.
+async fn lock_file_blocking(path: PathBuf, tell: bool) -> Result<File, StoreError> {
+    let shown = path.display().to_string();
+    let locked = tokio::task::spawn_blocking(move || lock_file(&path, tell)).await;
+    let locked = locked.unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+    locked.map_err(|source| StoreError::Lock {
+        path: shown,
+        source,
+    })
+}
+
+/// Opens and locks `path`, waiting while another process holds it; says so
+/// first when `tell` is set.
+fn lock_file(path: &Path, tell: bool) -> std::io::Result<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(TryLockError::Error(error)) => return Err(error),
+        Err(TryLockError::WouldBlock) => {}
+    }
+    if tell {
+        warn!(lock = %path.display(), "waiting for another ingest of this database to finish");
+    }
+    file.lock()?;
+    Ok(file)
 }
 
 #[async_trait]
@@ -87,7 +158,7 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Option<Document>, StoreError> {
         let row = sqlx::query(
             "SELECT id, collection, source_path, kind, content_hash, settings_hash, title, state, \
-             chunk_count \
+             chunk_count, metadata \
              FROM documents WHERE collection = ? AND source_path = ?",
         )
         .bind(collection)
@@ -100,7 +171,7 @@ impl MetadataStore for SqliteStore {
     async fn list_documents(&self, collection: &str) -> Result<Vec<Document>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, collection, source_path, kind, content_hash, settings_hash, title, state, \
-             chunk_count \
+             chunk_count, metadata \
              FROM documents WHERE collection = ? ORDER BY source_path",
         )
         .bind(collection)
@@ -111,8 +182,8 @@ impl MetadataStore for SqliteStore {
 
     async fn mark_indexing(&self, document: &Document) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO documents (id, collection, source_path, kind, content_hash, title, state) \
-             VALUES (?, ?, ?, ?, '', ?, 'indexing') \
+            "INSERT INTO documents (id, collection, source_path, kind, content_hash, title, state, \
+             metadata) VALUES (?, ?, ?, ?, '', ?, 'indexing', ?) \
              ON CONFLICT (id) DO UPDATE SET state = 'indexing', \
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
         )
@@ -121,6 +192,7 @@ impl MetadataStore for SqliteStore {
         .bind(&document.source_path)
         .bind(document.kind.as_str())
         .bind(&document.title)
+        .bind(metadata_json(&document.metadata))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -143,7 +215,7 @@ impl MetadataStore for SqliteStore {
         }
         sqlx::query(
             "UPDATE documents SET kind = ?, content_hash = ?, settings_hash = ?, title = ?, \
-             chunk_count = ?, \
+             chunk_count = ?, metadata = ?, \
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
         )
         .bind(document.kind.as_str())
@@ -151,6 +223,7 @@ impl MetadataStore for SqliteStore {
         .bind(&document.settings_hash)
         .bind(&document.title)
         .bind(chunks.len() as i64)
+        .bind(metadata_json(&document.metadata))
         .bind(&id)
         .execute(&mut *tx)
         .await?;
@@ -160,10 +233,13 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn mark_ready(&self, document: DocumentId) -> Result<(), StoreError> {
-        sqlx::query("UPDATE documents SET state = 'ready' WHERE id = ?")
-            .bind(document.0.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE documents SET state = 'ready', \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+        )
+        .bind(document.0.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -224,6 +300,59 @@ impl MetadataStore for SqliteStore {
             .await?;
         Ok(())
     }
+
+    async fn try_claim(&self, _document: DocumentId) -> Result<bool, StoreError> {
+        self.lock_for_ingest().await?;
+        Ok(true)
+    }
+
+    async fn release_claims(&self, _documents: &[DocumentId]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn cached_embeddings(
+        &self,
+        after: Option<&CacheKey>,
+        limit: usize,
+    ) -> Result<Vec<CachedEmbedding>, StoreError> {
+        let (model_id, text_hash) = after
+            .map(|key| (key.model_id.as_str(), key.text_hash.as_str()))
+            .unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT model_id, text_hash, vector FROM embeddings \
+             WHERE (model_id, text_hash) > (?, ?) ORDER BY model_id, text_hash LIMIT ?",
+        )
+        .bind(model_id)
+        .bind(text_hash)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+
+        rows.iter()
+            .map(|row| {
+                let bytes: Vec<u8> = row.get("vector");
+                Ok(CachedEmbedding {
+                    key: CacheKey {
+                        model_id: row.get("model_id"),
+                        text_hash: row.get("text_hash"),
+                    },
+                    vector: decode_vector(&bytes)?,
+                })
+            })
+            .collect()
+    }
+
+    fn schema_version(&self) -> i64 {
+        latest_version(&MIGRATOR)
+    }
+
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 #[async_trait]
@@ -247,11 +376,7 @@ impl EmbeddingCache for SqliteStore {
         let mut found = HashMap::with_capacity(rows.len());
         for row in rows {
             let bytes: Vec<u8> = row.get("vector");
-            let vector = vector_bytes::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
-                column: "embeddings.vector",
-                value: format!("{} bytes", bytes.len()),
-            })?;
-            found.insert(row.get("text_hash"), vector);
+            found.insert(row.get("text_hash"), decode_vector(&bytes)?);
         }
         Ok(found)
     }
@@ -304,9 +429,21 @@ async fn insert_chunk(
     Ok(())
 }
 
+fn metadata_json(metadata: &DocumentMetadata) -> String {
+    serde_json::to_string(metadata).unwrap_or_else(|_| "{}".into())
+}
+
+fn decode_vector(bytes: &[u8]) -> Result<Vec<f32>, StoreError> {
+    vector_bytes::decode(bytes).ok_or_else(|| StoreError::Corrupt {
+        column: "embeddings.vector",
+        value: format!("{} bytes", bytes.len()),
+    })
+}
+
 fn document_from_row(row: &SqliteRow) -> Result<Document, StoreError> {
     let kind: String = row.get("kind");
     let state: String = row.get("state");
+    let metadata: String = row.get("metadata");
     Ok(Document {
         id: DocumentId(parse_uuid(row.get("id"), "documents.id")?),
         collection: row.get("collection"),
@@ -323,6 +460,10 @@ fn document_from_row(row: &SqliteRow) -> Result<Document, StoreError> {
             value: state,
         })?,
         chunk_count: row.get::<i64, _>("chunk_count") as u32,
+        metadata: serde_json::from_str(&metadata).map_err(|_| StoreError::Corrupt {
+            column: "documents.metadata",
+            value: metadata,
+        })?,
     })
 }
 

@@ -49,7 +49,7 @@ pub async fn ask(
         query: question.to_string(),
         limit: top_k,
     };
-    let retriever = Retriever::new(&context.embedder, &context.index, &context.store);
+    let retriever = Retriever::new(&context.embedder, &context.index, context.store.as_ref());
     let hits = retriever.search(&request).await?;
 
     let tokenizer = context.embedder.tokenizer();

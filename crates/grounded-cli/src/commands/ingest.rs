@@ -67,7 +67,7 @@ pub async fn ingest(
     paths: &[PathBuf],
     options: &IngestOptions,
 ) -> anyhow::Result<IngestReport> {
-    let ingestor = Ingestor::new(&context.embedder, &context.store, &context.index);
+    let ingestor = Ingestor::new(&context.embedder, context.store.as_ref(), &context.index);
     let progress = BarProgress::new();
     let report = ingestor.run(paths, options, &progress).await?;
     progress.bar.finish_and_clear();

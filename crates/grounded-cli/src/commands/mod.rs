@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod ask;
+pub mod cache;
 pub mod demo;
 pub mod ingest;
+pub mod migrate;
 pub mod search;

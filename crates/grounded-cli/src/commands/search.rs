@@ -14,7 +14,7 @@ pub async fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<()> {
         limit: args.top_k,
     };
 
-    let retriever = Retriever::new(&context.embedder, &context.index, &context.store);
+    let retriever = Retriever::new(&context.embedder, &context.index, context.store.as_ref());
     let hits = retriever.search(&request).await?;
     if args.json {
         println!(

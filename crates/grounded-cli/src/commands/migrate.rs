@@ -1,0 +1,16 @@
+//! `grounded migrate`: bring the metadata store's schema up to date.
+
+use crate::cli::GlobalArgs;
+use crate::context::{create_data_dir, open_metadata_store};
+
+pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
+    let data_dir = create_data_dir(global)?;
+    let store = open_metadata_store(global, &data_dir).await?;
+    println!(
+        "database {} is at schema version {}",
+        store.location(),
+        store.schema_version()
+    );
+    store.close().await;
+    Ok(())
+}
