@@ -565,3 +565,181 @@ mod odd_inputs {
         }
     }
 }
+
+/// The pipeline against a vector index that becomes unreachable halfway: the
+/// real model, a real SQLite store and real Qdrant Edge shards, behind a
+/// wrapper that fails every upsert after the first few, as a lost index
+/// server would.
+mod index_failure {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use grounded_core::{ChunkId, DocumentId, DocumentState};
+    use grounded_embed::{MiniLm, resolve_model_files};
+    use grounded_index::{CollectionSpec, EdgeIndex, IndexError, Point, ScoredPoint, VectorIndex};
+    use grounded_ingest::pipeline::NoProgress;
+    use grounded_ingest::{ChunkConfig, IngestOptions, Ingestor, WalkOptions};
+    use grounded_store::{MetadataStore, SqliteStore};
+
+    /// Delegates to a real index until `upserts_left` runs out.
+    struct FailingIndex<'a> {
+        inner: &'a EdgeIndex,
+        upserts_left: AtomicUsize,
+    }
+
+    impl FailingIndex<'_> {
+        fn check(&self) -> Result<(), IndexError> {
+            let left = self.upserts_left.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(IndexError::Backend {
+                    path: "qdrant".into(),
+                    message: "connection refused (the index went away)".into(),
+                });
+            }
+            self.upserts_left.store(left - 1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl VectorIndex for FailingIndex<'_> {
+        async fn ensure_collection(
+            &self,
+            name: &str,
+            spec: CollectionSpec,
+        ) -> Result<(), IndexError> {
+            self.inner.ensure_collection(name, spec).await
+        }
+        async fn list_collections(&self) -> Result<Vec<String>, IndexError> {
+            self.inner.list_collections().await
+        }
+        async fn delete_collection(&self, name: &str) -> Result<(), IndexError> {
+            self.inner.delete_collection(name).await
+        }
+        async fn upsert(&self, collection: &str, points: Vec<Point>) -> Result<(), IndexError> {
+            self.check()?;
+            self.inner.upsert(collection, points).await
+        }
+        async fn delete_points(&self, collection: &str, ids: &[ChunkId]) -> Result<(), IndexError> {
+            self.inner.delete_points(collection, ids).await
+        }
+        async fn delete_document(
+            &self,
+            collection: &str,
+            document: DocumentId,
+        ) -> Result<(), IndexError> {
+            self.inner.delete_document(collection, document).await
+        }
+        async fn document_points(
+            &self,
+            collection: &str,
+            document: DocumentId,
+        ) -> Result<Vec<ChunkId>, IndexError> {
+            self.inner.document_points(collection, document).await
+        }
+        async fn search(
+            &self,
+            collection: &str,
+            vector: &[f32],
+            limit: usize,
+        ) -> Result<Vec<ScoredPoint>, IndexError> {
+            self.inner.search(collection, vector, limit).await
+        }
+        async fn count(&self, collection: &str) -> Result<usize, IndexError> {
+            self.inner.count(collection).await
+        }
+        async fn release(&self, collection: &str) -> Result<(), IndexError> {
+            self.inner.release(collection).await
+        }
+    }
+
+    fn options() -> IngestOptions {
+        IngestOptions {
+            collection: "notes".into(),
+            chunking: ChunkConfig {
+                max_tokens: 254,
+                overlap_tokens: 0,
+            },
+            walk: WalkOptions::default(),
+            prune: false,
+            batch_chunks: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_lost_index_leaves_old_chunks_visible_and_the_next_run_completes() {
+        let cache_dir = grounded_core::default_cache_dir();
+        let files = match resolve_model_files(None, &cache_dir) {
+            Ok((files, _)) => files,
+            Err(error) => {
+                println!("skipping: no model files: {error}");
+                return;
+            }
+        };
+        let embedder = MiniLm::load(&files).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let corpus = root.path().join("notes");
+        std::fs::create_dir(&corpus).unwrap();
+        for (name, text) in [
+            ("a.md", "# Otters\n\nOtters hold hands while they sleep."),
+            ("b.md", "# Herons\n\nHerons stand still in shallow water."),
+            ("c.md", "# Moles\n\nMoles dig tunnels under lawns."),
+        ] {
+            std::fs::write(corpus.join(name), text).unwrap();
+        }
+        let store = SqliteStore::open(&root.path().join("grounded.db"))
+            .await
+            .unwrap();
+        let edge = EdgeIndex::open(&root.path().join("index")).unwrap();
+        let roots = vec![corpus.clone()];
+
+        let healthy = Ingestor::new(&embedder, &store, &edge);
+        healthy.run(&roots, &options(), &NoProgress).await.unwrap();
+        let before = store.collection_counts("notes").await.unwrap();
+        assert_eq!(before.ready_documents, 3);
+
+        // Every file changes; the index takes one document's points, then fails.
+        for name in ["a.md", "b.md", "c.md"] {
+            let path = corpus.join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, format!("{text}\n\nEdited once.\n")).unwrap();
+        }
+        let failing = FailingIndex {
+            inner: &edge,
+            upserts_left: AtomicUsize::new(1),
+        };
+        let error = Ingestor::new(&embedder, &store, &failing)
+            .run(&roots, &options(), &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("the index went away"), "{error}");
+
+        // The interrupted document still shows its old, committed chunks, and
+        // every point the index holds is either committed or invisible.
+        let documents = store.list_documents("notes").await.unwrap();
+        let interrupted: Vec<_> = documents
+            .iter()
+            .filter(|d| d.state == DocumentState::Indexing)
+            .collect();
+        assert_eq!(interrupted.len(), 1, "{documents:?}");
+        let old = store.document_chunks(interrupted[0].id).await.unwrap();
+        assert!(!old.is_empty() && !old[0].text.contains("Edited once"));
+        let hits = edge.search("notes", &[0.1; 384], 100).await.unwrap();
+        let ids: Vec<ChunkId> = hits.iter().map(|hit| hit.id).collect();
+        let visible = store.visible_chunks(&ids).await.unwrap();
+        for chunk in &old {
+            assert!(visible.contains(&chunk.id), "an old chunk vanished");
+        }
+
+        let report = healthy.run(&roots, &options(), &NoProgress).await.unwrap();
+        assert_eq!(report.documents_changed, 2, "{report:?}");
+        assert_eq!(report.documents_unchanged, 1);
+        let after = store.collection_counts("notes").await.unwrap();
+        assert_eq!((after.ready_documents, after.indexing_documents), (3, 0));
+        assert_eq!(edge.count("notes").await.unwrap() as u64, after.chunks);
+        for document in store.list_documents("notes").await.unwrap() {
+            let chunks = store.document_chunks(document.id).await.unwrap();
+            assert!(chunks.iter().all(|c| c.text.contains("Edited once")));
+        }
+    }
+}

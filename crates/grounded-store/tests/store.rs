@@ -77,7 +77,8 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let Some(database) = super::scratch_database(stringify!($name)).await else {
+                    let test = concat!("on_postgres::", stringify!($name));
+                    let Some(database) = super::scratch_database(test).await else {
                         return;
                     };
                     let store = super::PostgresStore::open(database.url()).await.unwrap();
