@@ -38,9 +38,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "GROUNDED_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// The metadata store: postgres://USER@HOST:PORT/DATABASE for a shared
-    /// Postgres, sqlite://PATH for a SQLite file [default: grounded.db in the
-    /// data directory].
+    /// The metadata store: postgres://USER:PASSWORD@HOST:PORT/DATABASE for a
+    /// shared Postgres, sqlite://PATH for a SQLite file [default: grounded.db
+    /// in the data directory].
     #[arg(
         long,
         global = true,

@@ -6,9 +6,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use grounded_core::{DataDir, default_cache_dir, validate_collection_name};
 use grounded_embed::{MiniLm, resolve_model_files};
-use grounded_index::EdgeIndex;
+use grounded_index::{EdgeIndex, VectorIndex};
 use grounded_store::{MetadataStore, SqliteStore, open_store};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cli::GlobalArgs;
 
@@ -34,6 +34,26 @@ impl Context {
         })
     }
 
+    /// Warns when the collection's index holds fewer points than the store
+    /// has committed chunks: search then misses them, typically because this
+    /// is not the data directory the shared store was filled with.
+    pub async fn warn_if_index_incomplete(&self, collection: &str) {
+        let points = self.index.count(collection).await.unwrap_or(0);
+        let Ok(counts) = self.store.collection_counts(collection).await else {
+            return;
+        };
+        if (points as u64) < counts.chunks {
+            warn!(
+                "the vector index at {} holds {points} points of collection {collection:?} but \
+                 the store {} records {} chunks, so search misses some; run `grounded ingest` \
+                 with this data directory to write the missing ones",
+                self.index.root().display(),
+                self.store.location(),
+                counts.chunks
+            );
+        }
+    }
+
     /// Flushes and closes the store.
     pub async fn close(self) {
         self.store.close().await;
@@ -46,7 +66,12 @@ pub async fn open_metadata_store(
     global: &GlobalArgs,
     data_dir: &DataDir,
 ) -> anyhow::Result<Box<dyn MetadataStore>> {
-    let store: Box<dyn MetadataStore> = match &global.database_url {
+    // An empty URL, as an env file may leave it, means the default.
+    let url = global
+        .database_url
+        .as_deref()
+        .filter(|url| !url.trim().is_empty());
+    let store: Box<dyn MetadataStore> = match url {
         Some(url) => open_store(url).await?,
         None => Box::new(SqliteStore::open(&data_dir.database()).await?),
     };

@@ -44,8 +44,12 @@ pub fn print_ingest_report(report: &IngestReport) {
 
 /// The one summary line of an ingest run.
 pub fn ingest_summary(report: &IngestReport) -> String {
+    let repaired = match report.documents_repaired {
+        0 => String::new(),
+        count => format!(" ({count} with points missing from the index)"),
+    };
     format!(
-        "ingested into {:?}: {} files seen; documents {} new, {} changed, {} unchanged, \
+        "ingested into {:?}: {} files seen; documents {} new, {} changed{repaired}, {} unchanged, \
          {} removed, {} skipped, {} failed; {} chunks ({} tokens); embeddings {} computed, \
          {} from cache; {:.1} s, {:.1} chunks/s",
         report.collection,

@@ -339,6 +339,15 @@ async fn a_database_url_that_cannot_work_gets_one_clear_line() {
     let line = search_with("postgres://grounded@localhost:port/db");
     assert!(line.contains("failed to open database"), "{line}");
 
+    let line = search_with("postgres://");
+    assert!(line.contains("names no database"), "{line}");
+
+    let line = search_with("postgres://grounded@127.0.0.1:1/grounded?password=sekrit");
+    assert!(
+        line.contains("password=***") && !line.contains("sekrit"),
+        "{line}"
+    );
+
     let started = std::time::Instant::now();
     let line = search_with("postgres://grounded:sekrit@127.0.0.1:1/grounded");
     assert!(
@@ -596,6 +605,25 @@ async fn embeddings_exported_from_sqlite_and_imported_into_postgres_are_not_comp
 
     let again = server.ingest(&[]);
     assert_eq!(count(&again, "documents_unchanged"), CHAPTERS.len() as u64);
+
+    // A second data directory on the same database starts with an empty
+    // index: the ingest sees the missing points and writes them, from cache.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = Workspace {
+        data: elsewhere.path().join("data"),
+        corpus: server.corpus.clone(),
+        database_url: server.database_url.clone(),
+        _root: elsewhere,
+    };
+    let repaired = other.ingest(&[]);
+    assert_eq!(
+        count(&repaired, "documents_repaired"),
+        CHAPTERS.len() as u64,
+        "{repaired}"
+    );
+    assert_eq!(count(&repaired, "embeddings_computed"), 0, "{repaired}");
+    let hits = other.search("what is ownership");
+    assert!(file_name(&hits[0]).starts_with("ch04-"), "{hits:?}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -16,12 +16,13 @@ pub trait EmbeddingCache: Send + Sync {
         text_hashes: &[String],
     ) -> Result<HashMap<String, Embedding>, EmbedError>;
 
-    /// Stores vectors; an entry already present is left as it is.
+    /// Stores vectors; an entry already present is left as it is. Returns
+    /// how many entries were new.
     async fn put_embeddings(
         &self,
         model_id: &str,
         entries: &[(String, Embedding)],
-    ) -> Result<(), EmbedError>;
+    ) -> Result<usize, EmbedError>;
 }
 
 /// How many vectors a call computed and how many inputs were served from the
@@ -59,6 +60,7 @@ impl<'a> CachedEmbedder<'a> {
     ) -> Result<(Vec<Embedding>, CacheStats), EmbedError> {
         let model_id = self.embedder.model_id();
         let mut found = self.cache.get_embeddings(model_id, text_hashes).await?;
+        check_dimensions(&found, model_id, self.embedder.dimension())?;
 
         let missing = missing_texts(texts, text_hashes, &found);
         let (miss_texts, miss_hashes): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
@@ -78,6 +80,24 @@ impl<'a> CachedEmbedder<'a> {
 
         let vectors = text_hashes.iter().map(|hash| found[hash].clone()).collect();
         Ok((vectors, stats))
+    }
+}
+
+/// Refuses cached vectors that the model could not have produced: a wrong
+/// length means the cache was filled by something else (an import).
+fn check_dimensions(
+    found: &HashMap<String, Embedding>,
+    model_id: &str,
+    dimension: usize,
+) -> Result<(), EmbedError> {
+    match found.iter().find(|(_, vector)| vector.len() != dimension) {
+        Some((hash, vector)) => Err(EmbedError::Cache(format!(
+            "the embedding cache holds a vector of dimension {} for text {hash} of model \
+             {model_id}, which produces {dimension}: the cache was filled with vectors of another \
+             model",
+            vector.len()
+        ))),
+        None => Ok(()),
     }
 }
 

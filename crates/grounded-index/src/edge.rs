@@ -78,6 +78,11 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// keeps the collection open (a long-running server).
 const BUSY_WAIT: Duration = Duration::from_secs(60);
 
+/// The file under the root that a process locks while it looks for a
+/// collection and creates it if missing, so that two processes never create
+/// the same shard at once.
+const CREATE_LOCK_FILE: &str = ".create.lock";
+
 /// How often opening a busy shard is tried again.
 const BUSY_RETRY: Duration = Duration::from_millis(20);
 
@@ -256,7 +261,13 @@ impl Shards {
         }
         let dir = self.dir(name)?;
         let mut open = self.lock();
+        if let Some(shard) = open.get(name) {
+            return shard.check_dimension(name, spec.dimension);
+        }
 
+        // Another process may be creating the same collection right now:
+        // processes take turns deciding whether it exists.
+        let _creating = lock_creation(&self.root)?;
         if let Some(shard) = lookup(&mut open, name, &dir)? {
             return shard.check_dimension(name, spec.dimension);
         }
@@ -357,6 +368,21 @@ fn lookup(
     open.insert(name.to_owned(), Arc::clone(&shard));
     tracing::debug!(collection = name, "opened collection");
     Ok(Some(shard))
+}
+
+/// Locks the root's [`CREATE_LOCK_FILE`], waiting while another process
+/// holds it; the lock ends when the returned file is dropped.
+fn lock_creation(root: &Path) -> Result<std::fs::File, IndexError> {
+    let path = root.join(CREATE_LOCK_FILE);
+    let failed = |err: std::io::Error| backend(&path, format!("failed to lock: {err}"));
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(failed)?;
+    file.lock().map_err(failed)?;
+    Ok(file)
 }
 
 /// Loads a shard, waiting up to [`BUSY_WAIT`] while another process holds it.

@@ -97,6 +97,9 @@ pub struct IngestReport {
     pub unsupported_by_extension: BTreeMap<String, usize>,
     pub documents_new: usize,
     pub documents_changed: usize,
+    /// Of the changed documents, those whose files had not changed but whose
+    /// points were missing from the vector index, written again.
+    pub documents_repaired: usize,
     pub documents_unchanged: usize,
     pub documents_removed: usize,
     pub documents_skipped: usize,
@@ -154,6 +157,15 @@ struct PreparedDocument {
     document: Document,
     chunks: Vec<Chunk>,
     is_new: bool,
+}
+
+/// What every file of one run is prepared against.
+struct Run<'a> {
+    options: &'a IngestOptions,
+    settings: String,
+    /// Whether the index may lack points of documents the store holds
+    /// ready, so that each one's points must be checked.
+    check_points: bool,
 }
 
 /// What preparing one file came to.
@@ -244,6 +256,7 @@ impl<'a> Ingestor<'a> {
         self.index
             .ensure_collection(&options.collection, spec)
             .await?;
+        let check_points = self.index_lacks_points(&options.collection).await?;
         self.index.release(&options.collection).await?;
 
         let walk_started = Instant::now();
@@ -255,12 +268,18 @@ impl<'a> Ingestor<'a> {
         report.files_seen = files.len();
         progress.files_found(files.len());
 
+        let run = Run {
+            options,
+            settings: self.settings_hash(options),
+            check_points,
+        };
         let seen = self
-            .ingest_files(&files, options, progress, &mut report)
+            .ingest_files(&files, &run, progress, &mut report)
             .await?;
         if options.prune {
             self.prune(&roots, &seen, options, &mut report).await?;
         }
+        self.index.release(&options.collection).await?;
 
         report.elapsed_ms = millis(started.elapsed());
         log_summary(&report);
@@ -270,18 +289,18 @@ impl<'a> Ingestor<'a> {
     async fn ingest_files(
         &self,
         files: &[SourceFile],
-        options: &IngestOptions,
+        run: &Run<'_>,
         progress: &dyn IngestProgress,
         report: &mut IngestReport,
     ) -> Result<HashSet<String>, IngestError> {
-        let settings = self.settings_hash(options);
+        let options = run.options;
         let mut seen = HashSet::with_capacity(files.len());
         let mut batch = Batch::default();
         let mut claimed_elsewhere = Vec::new();
 
         for file in files {
             seen.insert(file.source_path.clone());
-            match self.prepare(file, options, &settings, report).await? {
+            match self.prepare(file, run, report).await? {
                 Prepared::Document(prepared) => batch.push(*prepared),
                 Prepared::Done => progress.file_done(&file.source_path),
                 Prepared::ClaimedElsewhere => claimed_elsewhere.push(file),
@@ -294,7 +313,7 @@ impl<'a> Ingestor<'a> {
         self.write_batch(batch.take(), options, progress, report)
             .await?;
 
-        self.wait_for_claimed(claimed_elsewhere, options, &settings, progress, report)
+        self.wait_for_claimed(claimed_elsewhere, run, progress, report)
             .await?;
         Ok(seen)
     }
@@ -305,8 +324,7 @@ impl<'a> Ingestor<'a> {
     async fn wait_for_claimed(
         &self,
         mut files: Vec<&SourceFile>,
-        options: &IngestOptions,
-        settings: &str,
+        run: &Run<'_>,
         progress: &dyn IngestProgress,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
@@ -321,13 +339,13 @@ impl<'a> Ingestor<'a> {
             let mut batch = Batch::default();
             let mut still_claimed = Vec::new();
             for file in files {
-                match self.prepare(file, options, settings, report).await? {
+                match self.prepare(file, run, report).await? {
                     Prepared::Document(prepared) => batch.push(*prepared),
                     Prepared::Done => progress.file_done(&file.source_path),
                     Prepared::ClaimedElsewhere => still_claimed.push(file),
                 }
             }
-            self.write_batch(batch.take(), options, progress, report)
+            self.write_batch(batch.take(), run.options, progress, report)
                 .await?;
             files = still_claimed;
         }
@@ -347,16 +365,15 @@ impl<'a> Ingestor<'a> {
     async fn prepare(
         &self,
         file: &SourceFile,
-        options: &IngestOptions,
-        settings: &str,
+        run: &Run<'_>,
         report: &mut IngestReport,
     ) -> Result<Prepared, IngestError> {
-        let id = DocumentId::new(&options.collection, &file.source_path);
+        let id = DocumentId::new(&run.options.collection, &file.source_path);
         if !self.store.try_claim(id).await? {
             return Ok(Prepared::ClaimedElsewhere);
         }
 
-        let prepared = self.prepare_claimed(file, options, settings, report).await;
+        let prepared = self.prepare_claimed(file, run, report).await;
         if !matches!(prepared, Ok(Prepared::Document(_))) {
             self.store.release_claims(&[id]).await?;
         }
@@ -367,10 +384,10 @@ impl<'a> Ingestor<'a> {
     async fn prepare_claimed(
         &self,
         file: &SourceFile,
-        options: &IngestOptions,
-        settings: &str,
+        run: &Run<'_>,
         report: &mut IngestReport,
     ) -> Result<Prepared, IngestError> {
+        let options = run.options;
         let read_started = Instant::now();
         let bytes = match tokio::fs::read(&file.path).await {
             Ok(bytes) => bytes,
@@ -393,16 +410,21 @@ impl<'a> Ingestor<'a> {
         let unchanged = existing.as_ref().is_some_and(|doc| {
             doc.state == DocumentState::Ready
                 && doc.content_hash == hash
-                && doc.settings_hash == settings
+                && doc.settings_hash == run.settings
         });
         if unchanged {
-            report.documents_unchanged += 1;
-            return Ok(Prepared::Done);
+            let document = existing.as_ref().expect("an unchanged document exists");
+            if !run.check_points || self.has_all_points(document).await? {
+                report.documents_unchanged += 1;
+                return Ok(Prepared::Done);
+            }
+            warn!(source_path = %document.source_path, "points missing from the vector index; writing the document again");
+            report.documents_repaired += 1;
         }
 
         let fingerprint = Fingerprint {
             content_hash: hash,
-            settings_hash: settings.to_string(),
+            settings_hash: run.settings.clone(),
         };
         match self.chunk_file(file, &bytes, fingerprint, options, report) {
             Ok(Some((document, chunks))) => {
@@ -425,6 +447,39 @@ impl<'a> Ingestor<'a> {
                 Ok(Prepared::Done)
             }
         }
+    }
+
+    /// Whether the index holds fewer points than the store has committed
+    /// chunks in a collection. Points are upserted before their chunks are
+    /// committed and deleted after, so an index that holds all of its
+    /// collection's points never has fewer: fewer means points were lost (an
+    /// index restored from an old copy, or a data directory other than the
+    /// one the store was filled with).
+    async fn index_lacks_points(&self, collection: &str) -> Result<bool, IngestError> {
+        let points = self.index.count(collection).await?;
+        let chunks = self.store.collection_counts(collection).await?.chunks;
+        let lacking = (points as u64) < chunks;
+        if lacking {
+            warn!(
+                collection,
+                points,
+                chunks,
+                "the vector index lacks points of committed chunks; checking each document"
+            );
+        }
+        Ok(lacking)
+    }
+
+    /// Whether every committed chunk of a document has its point.
+    async fn has_all_points(&self, document: &Document) -> Result<bool, IngestError> {
+        let points: HashSet<ChunkId> = self
+            .index
+            .document_points(&document.collection, document.id)
+            .await?
+            .into_iter()
+            .collect();
+        let chunks = self.store.document_chunks(document.id).await?;
+        Ok(chunks.iter().all(|chunk| points.contains(&chunk.id)))
     }
 
     /// Decodes, extracts and chunks one file; `None` when extraction skips it.
@@ -726,6 +781,7 @@ fn log_summary(report: &IngestReport) {
         files = report.files_seen,
         new = report.documents_new,
         changed = report.documents_changed,
+        repaired = report.documents_repaired,
         unchanged = report.documents_unchanged,
         removed = report.documents_removed,
         skipped = report.documents_skipped,

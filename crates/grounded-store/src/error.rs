@@ -10,11 +10,17 @@ pub enum StoreError {
     )]
     UnsupportedUrl { url: String },
 
+    #[error("database URL {location} names no database: use postgres://USER@HOST:PORT/DATABASE")]
+    NoDatabaseName { location: String },
+
     #[error("failed to open database {location}: {source}")]
     Open {
         location: String,
         source: sqlx::Error,
     },
+
+    #[error("failed to open database {location}: directory {directory} does not exist")]
+    MissingDirectory { location: String, directory: String },
 
     #[error("failed to open database {location}: no answer within {seconds} s")]
     ConnectTimeout { location: String, seconds: u64 },
@@ -47,7 +53,7 @@ pub enum StoreError {
     #[error("database holds a malformed value in {column}: {value:?}")]
     Corrupt { column: &'static str, value: String },
 
-    #[error("failed to lock {path} for ingest: {source}")]
+    #[error("failed to lock {path}: {source}")]
     Lock {
         path: String,
         source: std::io::Error,

@@ -90,6 +90,9 @@ pub trait MetadataStore: EmbeddingCache {
         limit: usize,
     ) -> Result<Vec<CachedEmbedding>, StoreError>;
 
+    /// The dimension of the vectors cached for `model_id`, if any are.
+    async fn cached_dimension(&self, model_id: &str) -> Result<Option<usize>, StoreError>;
+
     /// The schema version the database is migrated to.
     fn schema_version(&self) -> i64;
 

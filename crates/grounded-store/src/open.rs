@@ -25,13 +25,26 @@ pub async fn open_store(url: &str) -> Result<Box<dyn MetadataStore>, StoreError>
     })
 }
 
-/// The URL with its password, if any, replaced by `***`: fit for messages
-/// and logs.
+/// The URL with its passwords, if any, replaced by `***`: the one before
+/// `@` and any `…password=` parameter. Fit for messages and logs.
 pub fn redact_url(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, Some(redact_query(query))),
+        None => (url, None),
+    };
+    let mut redacted = redact_userinfo(url);
+    if let Some(query) = query {
+        redacted.push('?');
+        redacted.push_str(&query);
+    }
+    redacted
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     let Some((userinfo, host)) = authority.rsplit_once('@') else {
         return url.to_owned();
@@ -40,6 +53,19 @@ pub fn redact_url(url: &str) -> String {
         Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
         None => url.to_owned(),
     }
+}
+
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.to_ascii_lowercase().ends_with("password") => {
+                format!("{key}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]
@@ -59,6 +85,10 @@ mod tests {
         assert_eq!(
             redact_url("postgres://a:b@c@host/db"),
             "postgres://a:***@host/db"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/g?sslmode=require&password=s3&sslpassword=k"),
+            "postgres://app@db/g?sslmode=require&password=***&sslpassword=***"
         );
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
         assert_eq!(redact_url("not a url"), "not a url");

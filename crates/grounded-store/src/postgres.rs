@@ -70,6 +70,9 @@ impl PostgresStore {
     /// fails.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let location = redact_url(url);
+        if !names_database(url) {
+            return Err(StoreError::NoDatabaseName { location });
+        }
         let options = PgConnectOptions::from_str(url)
             .map_err(|source| StoreError::Open {
                 location: location.clone(),
@@ -95,6 +98,18 @@ impl PostgresStore {
             location,
         })
     }
+}
+
+/// Whether a `postgres://` URL names its database, in its path or as a
+/// `dbname` parameter; without one, the connection would fall back on
+/// defaults (the user's name) and could fill an unrelated database.
+fn names_database(url: &str) -> bool {
+    let (url, query) = url.split_once('?').unwrap_or((url, ""));
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let in_path = after_scheme
+        .split_once('/')
+        .is_some_and(|(_, path)| !path.trim_matches('/').is_empty());
+    in_path || query.split('&').any(|pair| pair.starts_with("dbname="))
 }
 
 async fn connect_once(
@@ -347,6 +362,16 @@ impl MetadataStore for PostgresStore {
             .collect()
     }
 
+    async fn cached_dimension(&self, model_id: &str) -> Result<Option<usize>, StoreError> {
+        let dimension = sqlx::query_scalar!(
+            "SELECT dimension FROM embeddings WHERE model_id = $1 LIMIT 1",
+            model_id
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(dimension.map(|d| d as usize))
+    }
+
     fn schema_version(&self) -> i64 {
         latest_version(&MIGRATOR)
     }
@@ -387,9 +412,9 @@ impl EmbeddingCache for PostgresStore {
         &self,
         model_id: &str,
         entries: &[(String, Embedding)],
-    ) -> Result<(), EmbedError> {
+    ) -> Result<usize, EmbedError> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let hashes: Vec<String> = entries.iter().map(|(hash, _)| hash.clone()).collect();
         let dimensions: Vec<i32> = entries.iter().map(|(_, v)| v.len() as i32).collect();
@@ -397,7 +422,7 @@ impl EmbeddingCache for PostgresStore {
             .iter()
             .map(|(_, vector)| vector_bytes::encode(vector))
             .collect();
-        sqlx::query!(
+        let inserted = sqlx::query!(
             "INSERT INTO embeddings (model_id, text_hash, dimension, vector) \
              SELECT $1, hash, dimension, vector \
              FROM UNNEST($2::text[], $3::int4[], $4::bytea[]) AS e(hash, dimension, vector) \
@@ -410,7 +435,7 @@ impl EmbeddingCache for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(StoreError::from)?;
-        Ok(())
+        Ok(inserted.rows_affected() as usize)
     }
 }
 
@@ -531,4 +556,20 @@ fn chunk_from_row(row: ChunkRow) -> Result<Chunk, StoreError> {
             anchor: row.anchor,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_database;
+
+    #[test]
+    fn a_url_must_name_its_database() {
+        assert!(names_database("postgres://u@h:5432/grounded"));
+        assert!(names_database("postgres://u@h/grounded?sslmode=require"));
+        assert!(names_database("postgres://u@h/?dbname=grounded"));
+        assert!(!names_database("postgres://"));
+        assert!(!names_database("postgres://u@h:5432"));
+        assert!(!names_database("postgres://u@h:5432/"));
+        assert!(!names_database("postgres://u@h?sslmode=require"));
+    }
 }

@@ -49,6 +49,17 @@ impl SqliteStore {
     /// holds another schema, [`StoreError::Migrate`] when a migration fails.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let location = path.display().to_string();
+        let directory = match path.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+            Some(parent) => parent,
+            None => Path::new("/"),
+        };
+        if !directory.is_dir() {
+            return Err(StoreError::MissingDirectory {
+                location,
+                directory: directory.display().to_string(),
+            });
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -342,6 +353,15 @@ impl MetadataStore for SqliteStore {
             .collect()
     }
 
+    async fn cached_dimension(&self, model_id: &str) -> Result<Option<usize>, StoreError> {
+        let dimension: Option<i64> =
+            sqlx::query_scalar("SELECT dimension FROM embeddings WHERE model_id = ? LIMIT 1")
+                .bind(model_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(dimension.map(|d| d as usize))
+    }
+
     fn schema_version(&self) -> i64 {
         latest_version(&MIGRATOR)
     }
@@ -385,10 +405,11 @@ impl EmbeddingCache for SqliteStore {
         &self,
         model_id: &str,
         entries: &[(String, Embedding)],
-    ) -> Result<(), EmbedError> {
+    ) -> Result<usize, EmbedError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let mut inserted = 0;
         for (text_hash, vector) in entries {
-            sqlx::query(
+            inserted += sqlx::query(
                 "INSERT INTO embeddings (model_id, text_hash, dimension, vector) \
                  VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
@@ -398,10 +419,11 @@ impl EmbeddingCache for SqliteStore {
             .bind(vector_bytes::encode(vector))
             .execute(&mut *tx)
             .await
-            .map_err(StoreError::from)?;
+            .map_err(StoreError::from)?
+            .rows_affected() as usize;
         }
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(())
+        Ok(inserted)
     }
 }
 

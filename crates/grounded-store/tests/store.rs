@@ -164,16 +164,23 @@ async fn embedding_cache_round_trips_and_keeps_the_first_vector(store: &dyn Meta
         ("h1".to_string(), vec![0.5, -0.25]),
         ("h2".to_string(), vec![1.0, 0.0]),
     ];
-    store.put_embeddings("model-a", &entries).await.unwrap();
-    store
-        .put_embeddings("model-a", &[("h1".to_string(), vec![9.0, 9.0])])
-        .await
-        .unwrap();
+    assert_eq!(store.put_embeddings("model-a", &entries).await.unwrap(), 2);
+    let again = [
+        ("h1".to_string(), vec![9.0, 9.0]),
+        ("h9".to_string(), vec![1.0, 1.0]),
+    ];
+    assert_eq!(
+        store.put_embeddings("model-a", &again).await.unwrap(),
+        1,
+        "h1 was there"
+    );
 
     let wanted = ["h1".to_string(), "h2".to_string(), "h3".to_string()];
     let found = store.get_embeddings("model-a", &wanted).await.unwrap();
     assert_eq!(found.len(), 2);
     assert_eq!(found["h1"], vec![0.5, -0.25]);
+    assert_eq!(store.cached_dimension("model-a").await.unwrap(), Some(2));
+    assert_eq!(store.cached_dimension("model-b").await.unwrap(), None);
 
     let other_model = store.get_embeddings("model-b", &wanted).await.unwrap();
     assert!(other_model.is_empty());

@@ -51,6 +51,7 @@ pub async fn ask(
     };
     let retriever = Retriever::new(&context.embedder, &context.index, context.store.as_ref());
     let hits = retriever.search(&request).await?;
+    context.warn_if_index_incomplete(&request.collection).await;
 
     let tokenizer = context.embedder.tokenizer();
     let count_tokens = |text: &str| {

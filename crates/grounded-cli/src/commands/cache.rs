@@ -85,43 +85,93 @@ async fn export(store: &dyn MetadataStore, file: &Path) -> anyhow::Result<()> {
     eprintln!(
         "exported {written} embeddings from {} to {}",
         store.location(),
-        file.display()
+        shown(file, "standard output")
     );
     Ok(())
 }
 
 /// Imports page by page. Each page is stored whole or not at all, and an
 /// entry is content-addressed, so a file that fails halfway leaves only
-/// correct embeddings behind and can be imported again.
+/// correct embeddings behind and can be imported again. Every vector of a
+/// model must have the dimension of the model's vectors already in the store
+/// (or else of its first one in the file).
 async fn import(store: &dyn MetadataStore, file: &Path) -> anyhow::Result<()> {
-    let mut lines = reader(file)?.lines().enumerate();
     let name = file.display();
+    let mut lines = reader(file)?.lines().enumerate();
     match lines.next() {
-        Some((_, line)) => check_header(&line?, file)?,
+        Some((_, line)) => check_header(
+            &line.with_context(|| format!("failed to read {name}"))?,
+            file,
+        )?,
         None => bail!("{name} is empty: expected a file written by `grounded cache export`"),
     }
 
-    let mut read = 0;
+    let mut dimensions = Dimensions::default();
+    let (mut read, mut new) = (0, 0);
     let mut page: Vec<(String, String, Vec<f32>)> = Vec::with_capacity(PAGE);
     for (index, line) in lines {
         let line = line.with_context(|| format!("failed to read {name}"))?;
         if line.trim().is_empty() {
             continue;
         }
-        let entry = parse_line(&line).with_context(|| format!("{name} line {}", index + 1))?;
+        let at = || format!("{name} line {}", index + 1);
+        let entry = parse_line(&line).with_context(at)?;
+        dimensions
+            .check(store, &entry.0, entry.2.len())
+            .await
+            .with_context(at)?;
         page.push(entry);
         if page.len() == PAGE {
-            read += store_page(store, std::mem::take(&mut page)).await?;
+            read += page.len();
+            new += store_page(store, std::mem::take(&mut page)).await?;
         }
     }
-    read += store_page(store, page).await?;
+    read += page.len();
+    new += store_page(store, page).await?;
 
-    info!(embeddings = read, database = store.location(), file = %name, "cache imported");
+    info!(embeddings = read, new, database = store.location(), file = %name, "cache imported");
     eprintln!(
-        "imported {read} embeddings from {name} into {} (embeddings it held already were kept)",
-        store.location()
+        "imported {read} embeddings from {} into {}: {new} new, {} already cached",
+        shown(file, "standard input"),
+        store.location(),
+        read - new
     );
     Ok(())
+}
+
+/// The dimension of each model's vectors, as the store or the file first
+/// gives it.
+#[derive(Default)]
+struct Dimensions(std::collections::HashMap<String, usize>);
+
+impl Dimensions {
+    async fn check(
+        &mut self,
+        store: &dyn MetadataStore,
+        model_id: &str,
+        dimension: usize,
+    ) -> anyhow::Result<()> {
+        if !self.0.contains_key(model_id) {
+            let known = store.cached_dimension(model_id).await?.unwrap_or(dimension);
+            self.0.insert(model_id.to_owned(), known);
+        }
+        let known = self.0[model_id];
+        if dimension != known {
+            bail!(
+                "a vector of dimension {dimension} for model {model_id}, whose vectors have \
+                 dimension {known}"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A file as messages name it; `-` stands for `stdio`.
+fn shown(file: &Path, stdio: &str) -> String {
+    if file == Path::new("-") {
+        return stdio.into();
+    }
+    file.display().to_string()
 }
 
 fn check_header(line: &str, file: &Path) -> anyhow::Result<()> {
@@ -165,15 +215,18 @@ fn parse_line(line: &str) -> anyhow::Result<(String, String, Vec<f32>)> {
     if vector.iter().any(|value| !value.is_finite()) {
         bail!("vector holds a value that is not a finite number");
     }
+    if vector.iter().all(|value| *value == 0.0) {
+        bail!("vector is all zeros, which no embedding model produces");
+    }
     Ok((line.model_id, line.text_hash, vector))
 }
 
-/// Stores one page, one call per model; returns how many entries it held.
+/// Stores one page, one call per model; returns how many entries were new.
 async fn store_page(
     store: &dyn MetadataStore,
     page: Vec<(String, String, Vec<f32>)>,
 ) -> anyhow::Result<usize> {
-    let count = page.len();
+    let mut new = 0;
     let mut by_model: std::collections::BTreeMap<String, Vec<(String, Vec<f32>)>> =
         std::collections::BTreeMap::new();
     for (model_id, text_hash, vector) in page {
@@ -183,9 +236,9 @@ async fn store_page(
             .push((text_hash, vector));
     }
     for (model_id, entries) in by_model {
-        store.put_embeddings(&model_id, &entries).await?;
+        new += store.put_embeddings(&model_id, &entries).await?;
     }
-    Ok(count)
+    Ok(new)
 }
 
 fn writer(file: &Path) -> anyhow::Result<Box<dyn Write>> {

@@ -16,6 +16,7 @@ pub async fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<()> {
 
     let retriever = Retriever::new(&context.embedder, &context.index, context.store.as_ref());
     let hits = retriever.search(&request).await?;
+    context.warn_if_index_incomplete(&request.collection).await;
     if args.json {
         println!(
             "{}",
