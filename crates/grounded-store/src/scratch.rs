@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
+use sqlx::{Connection, Executor, PgConnection};
 
 use crate::StoreError;
 
@@ -53,7 +53,7 @@ impl ScratchDatabase {
             .await?;
         admin.close().await?;
 
-        let url = server.clone().database(&name).to_url_lossy().to_string();
+        let url = with_database(server_url, &name);
         Ok(Self { server, name, url })
     }
 
@@ -92,6 +92,23 @@ impl ScratchDatabase {
     }
 }
 
+/// `url` with its database (the path) replaced by `name`, its parameters kept.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |at| at + 3);
+    let base = match base[authority..].find('/') {
+        Some(slash) => &base[..authority + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 impl Drop for ScratchDatabase {
     /// Drops the database, ending sessions still connected to it; a failure
     /// leaves a `grounded_scratch_*` database behind and is only reported.
@@ -118,5 +135,26 @@ impl Drop for ScratchDatabase {
         if let Ok(Err(error)) = dropped {
             eprintln!("failed to drop scratch database {}: {error}", self.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_scratch_url_keeps_the_server_and_its_parameters() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "s"),
+            "postgres://u@h:5432/s"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=require", "s"),
+            "postgres://u:p@h/s?sslmode=require"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "s"),
+            "postgres://h:5432/s"
+        );
     }
 }

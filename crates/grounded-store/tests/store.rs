@@ -448,3 +448,39 @@ async fn sqlite_migrates_once_when_processes_start_together() {
         assert_eq!(store.schema_version(), 2);
     }
 }
+
+#[tokio::test]
+async fn postgres_connects_over_tls_when_the_url_asks() {
+    use sqlx::Connection;
+
+    let Some(database) = scratch_database("postgres_connects_over_tls").await else {
+        return;
+    };
+    let mut plain = sqlx::PgConnection::connect(database.url()).await.unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut plain)
+        .await
+        .unwrap();
+    if ssl != "on" {
+        eprintln!("skipped postgres_connects_over_tls: the test server has ssl = {ssl}");
+        return;
+    }
+
+    let separator = if database.url().contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!("{}{separator}sslmode=require", database.url());
+    let store = PostgresStore::open(&url).await.unwrap();
+    store.mark_indexing(&document("a.md")).await.unwrap();
+    store.close().await;
+
+    let mut tls = sqlx::PgConnection::connect(&url).await.unwrap();
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut tls)
+            .await
+            .unwrap();
+    assert!(encrypted, "sslmode=require connected without TLS");
+}
