@@ -23,8 +23,8 @@ impl Context {
     /// Opens everything, the store first so that a wrong database fails
     /// before the model is fetched or loaded.
     pub async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let store = open_metadata_store(global).await?;
         let data_dir = create_data_dir(global)?;
-        let store = open_metadata_store(global, &data_dir).await?;
         let embedder = load_embedder(global)?;
         let index = EdgeIndex::open(&data_dir.index())?;
         Ok(Self {
@@ -61,11 +61,8 @@ impl Context {
 }
 
 /// The metadata store that `--database-url` names, or the SQLite file of the
-/// data directory.
-pub async fn open_metadata_store(
-    global: &GlobalArgs,
-    data_dir: &DataDir,
-) -> anyhow::Result<Box<dyn MetadataStore>> {
+/// data directory (created if missing).
+pub async fn open_metadata_store(global: &GlobalArgs) -> anyhow::Result<Box<dyn MetadataStore>> {
     // An empty URL, as an env file may leave it, means the default.
     let url = global
         .database_url
@@ -73,7 +70,10 @@ pub async fn open_metadata_store(
         .filter(|url| !url.trim().is_empty());
     let store: Box<dyn MetadataStore> = match url {
         Some(url) => open_store(url).await?,
-        None => Box::new(SqliteStore::open(&data_dir.database()).await?),
+        None => {
+            let data_dir = create_data_dir(global)?;
+            Box::new(SqliteStore::open(&data_dir.database()).await?)
+        }
     };
     info!(
         database = store.location(),
@@ -84,7 +84,7 @@ pub async fn open_metadata_store(
 }
 
 /// The data directory, created if missing.
-pub fn create_data_dir(global: &GlobalArgs) -> anyhow::Result<DataDir> {
+fn create_data_dir(global: &GlobalArgs) -> anyhow::Result<DataDir> {
     let data_dir = DataDir::new(&global.data_dir);
     if data_dir.root().exists() && !data_dir.root().is_dir() {
         anyhow::bail!(

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::cli::{CacheCommand, GlobalArgs};
-use crate::context::{create_data_dir, open_metadata_store};
+use crate::context::open_metadata_store;
 
 /// The format named by the header line; raised when lines change meaning.
 const FORMAT: &str = "grounded-embeddings";
@@ -43,8 +43,7 @@ struct Line {
 }
 
 pub async fn run(global: &GlobalArgs, command: CacheCommand) -> anyhow::Result<()> {
-    let data_dir = create_data_dir(global)?;
-    let store = open_metadata_store(global, &data_dir).await?;
+    let store = open_metadata_store(global).await?;
     let result = match command {
         CacheCommand::Export { file } => export(store.as_ref(), &file).await,
         CacheCommand::Import { file } => import(store.as_ref(), &file).await,

@@ -1,11 +1,10 @@
 //! `grounded migrate`: bring the metadata store's schema up to date.
 
 use crate::cli::GlobalArgs;
-use crate::context::{create_data_dir, open_metadata_store};
+use crate::context::open_metadata_store;
 
 pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
-    let data_dir = create_data_dir(global)?;
-    let store = open_metadata_store(global, &data_dir).await?;
+    let store = open_metadata_store(global).await?;
     println!(
         "database {} is at schema version {}",
         store.location(),
