@@ -4,9 +4,10 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use grounded_core::{DataDir, default_cache_dir, validate_collection_name};
+use grounded_core::{DataDir, Hit, default_cache_dir, validate_collection_name};
 use grounded_embed::{MiniLm, resolve_model_files};
-use grounded_index::{EdgeIndex, VectorIndex};
+use grounded_index::{EdgeIndex, IndexError, VectorIndex};
+use grounded_query::{QueryError, Retriever, SearchRequest};
 use grounded_store::{MetadataStore, SqliteStore, open_store};
 use tracing::{info, warn};
 
@@ -37,7 +38,7 @@ impl Context {
     /// Warns when the collection's index holds fewer points than the store
     /// has committed chunks: search then misses them, typically because this
     /// is not the data directory the shared store was filled with.
-    pub async fn warn_if_index_incomplete(&self, collection: &str) {
+    async fn warn_if_index_incomplete(&self, collection: &str) {
         let points = self.index.count(collection).await.unwrap_or(0);
         let Ok(counts) = self.store.collection_counts(collection).await else {
             return;
@@ -54,6 +55,34 @@ impl Context {
         }
     }
 
+    /// Searches, and explains a collection that the store knows but this data
+    /// directory's index lacks entirely.
+    pub async fn search(&self, request: &SearchRequest) -> anyhow::Result<Vec<Hit>> {
+        let retriever = Retriever::new(&self.embedder, &self.index, self.store.as_ref());
+        let error = match retriever.search(request).await {
+            Ok(hits) => {
+                self.warn_if_index_incomplete(&request.collection).await;
+                return Ok(hits);
+            }
+            Err(error) => error,
+        };
+        let missing = matches!(error, QueryError::Index(IndexError::CollectionNotFound(_)));
+        let chunks = match self.store.collection_counts(&request.collection).await {
+            Ok(counts) if missing => counts.chunks,
+            _ => 0,
+        };
+        if chunks == 0 {
+            return Err(error.into());
+        }
+        anyhow::bail!(
+            "collection {:?} has {chunks} chunks in the store {} but no vector index in {}: run \
+             `grounded ingest` with this data directory to build it (from the embedding cache)",
+            request.collection,
+            self.store.location(),
+            self.index.root().display()
+        )
+    }
+
     /// Flushes and closes the store.
     pub async fn close(self) {
         self.store.close().await;
@@ -64,10 +93,11 @@ impl Context {
 /// data directory (created if missing).
 pub async fn open_metadata_store(global: &GlobalArgs) -> anyhow::Result<Box<dyn MetadataStore>> {
     // An empty URL, as an env file may leave it, means the default.
-    let url = global
-        .database_url
-        .as_deref()
-        .filter(|url| !url.trim().is_empty());
+    let url = global.database_url.as_deref();
+    if url.is_some_and(|url| url.trim().is_empty()) {
+        warn!("the database URL is empty: using the SQLite store of the data directory");
+    }
+    let url = url.filter(|url| !url.trim().is_empty());
     let store: Box<dyn MetadataStore> = match url {
         Some(url) => open_store(url).await?,
         None => {

@@ -590,15 +590,56 @@ async fn embeddings_exported_from_sqlite_and_imported_into_postgres_are_not_comp
     let lines = std::fs::read_to_string(file).unwrap().lines().count() as u64;
     assert_eq!(lines, computed + 1, "a header and one line per embedding");
 
+    let wrong = laptop.data.join("wrong.jsonl");
+    let header = std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let line = r#"{"model_id":"sentence-transformers/all-MiniLM-L6-v2@256","text_hash":"#;
+    let hash = "0".repeat(64);
+    std::fs::write(
+        &wrong,
+        format!("{header}\n{line}\"{hash}\",\"dimension\":1,\"vector\":\"AACAPw==\"}}\n"),
+    )
+    .unwrap();
+    let output = laptop
+        .command(&["cache", "import", wrong.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("line 2: a vector of dimension 1"),
+        "{stderr}"
+    );
+
     let server = Workspace::on_postgres(&sources, database.url());
     std::fs::remove_dir_all(&server.corpus).unwrap();
     copy_dir(&laptop.corpus, &server.corpus);
     let imported = server.command(&["cache", "import", file]).status().unwrap();
     assert!(imported.success());
 
+    // One cached vector made wrong (as a bad import of another model's
+    // vectors would leave it) is computed again and replaced, not used.
+    let store = server.open_store().await.unwrap();
+    let model = "sentence-transformers/all-MiniLM-L6-v2@256";
+    let spoiled = store.cached_embeddings(None, 1).await.unwrap()[0]
+        .key
+        .text_hash
+        .clone();
+    store
+        .replace_embeddings(model, &[(spoiled.clone(), vec![0.5; 4])])
+        .await
+        .unwrap();
+
     let report = server.ingest(&[]);
     assert_eq!(count(&report, "documents_new"), CHAPTERS.len() as u64);
-    assert_eq!(count(&report, "embeddings_computed"), 0, "{report}");
+    assert_eq!(count(&report, "embeddings_computed"), 1, "{report}");
+    let healed = store.get_embeddings(model, &[spoiled]).await.unwrap();
+    assert_eq!(healed.values().next().unwrap().len(), 384);
+    store.close().await;
     assert_eq!(count(&report, "chunks"), count(&first, "chunks"));
     let hits = server.search("what is ownership");
     assert!(file_name(&hits[0]).starts_with("ch04-"), "{hits:?}");
@@ -615,6 +656,11 @@ async fn embeddings_exported_from_sqlite_and_imported_into_postgres_are_not_comp
         database_url: server.database_url.clone(),
         _root: elsewhere,
     };
+    let output = other.command(&["search", "ownership"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("but no vector index in"), "{stderr}");
+
     let repaired = other.ingest(&[]);
     assert_eq!(
         count(&repaired, "documents_repaired"),

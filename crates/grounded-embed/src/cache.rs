@@ -23,6 +23,14 @@ pub trait EmbeddingCache: Send + Sync {
         model_id: &str,
         entries: &[(String, Embedding)],
     ) -> Result<usize, EmbedError>;
+
+    /// Stores vectors, replacing entries already present: for entries found
+    /// wrong.
+    async fn replace_embeddings(
+        &self,
+        model_id: &str,
+        entries: &[(String, Embedding)],
+    ) -> Result<(), EmbedError>;
 }
 
 /// How many vectors a call computed and how many inputs were served from the
@@ -60,7 +68,7 @@ impl<'a> CachedEmbedder<'a> {
     ) -> Result<(Vec<Embedding>, CacheStats), EmbedError> {
         let model_id = self.embedder.model_id();
         let mut found = self.cache.get_embeddings(model_id, text_hashes).await?;
-        check_dimensions(&found, model_id, self.embedder.dimension())?;
+        let wrong = drop_wrong_dimensions(&mut found, model_id, self.embedder.dimension());
 
         let missing = missing_texts(texts, text_hashes, &found);
         let (miss_texts, miss_hashes): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
@@ -71,7 +79,14 @@ impl<'a> CachedEmbedder<'a> {
         };
 
         let entries: Vec<(String, Embedding)> = miss_hashes.into_iter().zip(computed).collect();
-        self.cache.put_embeddings(model_id, &entries).await?;
+        let (replacing, new): (Vec<_>, Vec<_>) = entries
+            .iter()
+            .cloned()
+            .partition(|(hash, _)| wrong.contains(hash));
+        self.cache.put_embeddings(model_id, &new).await?;
+        if !replacing.is_empty() {
+            self.cache.replace_embeddings(model_id, &replacing).await?;
+        }
         let stats = CacheStats {
             computed: entries.len(),
             cached: text_hashes.len() - entries.len(),
@@ -83,22 +98,30 @@ impl<'a> CachedEmbedder<'a> {
     }
 }
 
-/// Refuses cached vectors that the model could not have produced: a wrong
-/// length means the cache was filled by something else (an import).
-fn check_dimensions(
-    found: &HashMap<String, Embedding>,
+/// Takes out of `found` the cached vectors that the model could not have
+/// produced (a wrong length: the cache was filled by something else, such
+/// as an import), so that they are computed again and replaced; returns
+/// their hashes.
+fn drop_wrong_dimensions(
+    found: &mut HashMap<String, Embedding>,
     model_id: &str,
     dimension: usize,
-) -> Result<(), EmbedError> {
-    match found.iter().find(|(_, vector)| vector.len() != dimension) {
-        Some((hash, vector)) => Err(EmbedError::Cache(format!(
-            "the embedding cache holds a vector of dimension {} for text {hash} of model \
-             {model_id}, which produces {dimension}: the cache was filled with vectors of another \
-             model",
-            vector.len()
-        ))),
-        None => Ok(()),
+) -> std::collections::HashSet<String> {
+    let wrong: std::collections::HashSet<String> = found
+        .iter()
+        .filter(|(_, vector)| vector.len() != dimension)
+        .map(|(hash, _)| hash.clone())
+        .collect();
+    if !wrong.is_empty() {
+        tracing::warn!(
+            model_id,
+            count = wrong.len(),
+            dimension,
+            "cached vectors of the wrong dimension; computing and replacing them"
+        );
     }
+    found.retain(|hash, _| !wrong.contains(hash));
+    wrong
 }
 
 /// The texts not in `found`, each once even when it repeats.

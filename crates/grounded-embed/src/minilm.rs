@@ -37,12 +37,23 @@ const SUB_BATCH: usize = 32;
 /// Stable id of the model and the settings that change its vectors.
 const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2@256";
 
+/// The size of the model's vectors, known before its files are loaded.
+const DIMENSION: usize = 384;
+
 /// sentence-transformers/all-MiniLM-L6-v2, in process, on the CPU.
 ///
 /// Cheap to share: the network and tokenizers live behind an [`Arc`], and
 /// [`Embedder::embed`] runs the work on tokio's blocking pool.
 pub struct MiniLm {
     inner: Arc<Inner>,
+}
+
+impl MiniLm {
+    /// The dimension of the vectors of a built-in model, by model id; `None`
+    /// for a model grounded does not ship.
+    pub fn known_dimension(model_id: &str) -> Option<usize> {
+        (model_id == MODEL_ID).then_some(DIMENSION)
+    }
 }
 
 struct Inner {

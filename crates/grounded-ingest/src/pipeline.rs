@@ -279,6 +279,7 @@ impl<'a> Ingestor<'a> {
         if options.prune {
             self.prune(&roots, &seen, options, &mut report).await?;
         }
+        self.warn_if_index_lacks_points(&options.collection).await?;
         self.index.release(&options.collection).await?;
 
         report.elapsed_ms = millis(started.elapsed());
@@ -468,6 +469,24 @@ impl<'a> Ingestor<'a> {
             );
         }
         Ok(lacking)
+    }
+
+    /// Warns at the end of a run whose index still lacks points: another
+    /// ingest that shares the store but not the index (another data
+    /// directory) wrote documents this run then found unchanged.
+    async fn warn_if_index_lacks_points(&self, collection: &str) -> Result<(), IngestError> {
+        let points = self.index.count(collection).await?;
+        let chunks = self.store.collection_counts(collection).await?.chunks;
+        if (points as u64) < chunks {
+            warn!(
+                collection,
+                points,
+                chunks,
+                "the vector index holds fewer points than the store has chunks: an ingest with \
+                 another data directory is writing this collection; ingest again here once it ends"
+            );
+        }
+        Ok(())
     }
 
     /// Whether every committed chunk of a document has its point.

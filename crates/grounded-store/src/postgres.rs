@@ -416,12 +416,7 @@ impl EmbeddingCache for PostgresStore {
         if entries.is_empty() {
             return Ok(0);
         }
-        let hashes: Vec<String> = entries.iter().map(|(hash, _)| hash.clone()).collect();
-        let dimensions: Vec<i32> = entries.iter().map(|(_, v)| v.len() as i32).collect();
-        let vectors: Vec<Vec<u8>> = entries
-            .iter()
-            .map(|(_, vector)| vector_bytes::encode(vector))
-            .collect();
+        let (hashes, dimensions, vectors) = embedding_columns(entries);
         let inserted = sqlx::query!(
             "INSERT INTO embeddings (model_id, text_hash, dimension, vector) \
              SELECT $1, hash, dimension, vector \
@@ -437,6 +432,40 @@ impl EmbeddingCache for PostgresStore {
         .map_err(StoreError::from)?;
         Ok(inserted.rows_affected() as usize)
     }
+
+    async fn replace_embeddings(
+        &self,
+        model_id: &str,
+        entries: &[(String, Embedding)],
+    ) -> Result<(), EmbedError> {
+        let (hashes, dimensions, vectors) = embedding_columns(entries);
+        sqlx::query!(
+            "INSERT INTO embeddings (model_id, text_hash, dimension, vector) \
+             SELECT $1, hash, dimension, vector \
+             FROM UNNEST($2::text[], $3::int4[], $4::bytea[]) AS e(hash, dimension, vector) \
+             ON CONFLICT (model_id, text_hash) \
+             DO UPDATE SET dimension = excluded.dimension, vector = excluded.vector",
+            model_id,
+            &hashes,
+            &dimensions,
+            &vectors
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from)?;
+        Ok(())
+    }
+}
+
+/// Embedding entries as one array per column, for `UNNEST`.
+fn embedding_columns(entries: &[(String, Embedding)]) -> (Vec<String>, Vec<i32>, Vec<Vec<u8>>) {
+    let hashes = entries.iter().map(|(hash, _)| hash.clone()).collect();
+    let dimensions = entries.iter().map(|(_, v)| v.len() as i32).collect();
+    let vectors = entries
+        .iter()
+        .map(|(_, vector)| vector_bytes::encode(vector))
+        .collect();
+    (hashes, dimensions, vectors)
 }
 
 /// Inserts chunks with one statement: one array per column, zipped by `UNNEST`.

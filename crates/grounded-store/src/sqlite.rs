@@ -425,6 +425,30 @@ impl EmbeddingCache for SqliteStore {
         tx.commit().await.map_err(StoreError::from)?;
         Ok(inserted)
     }
+
+    async fn replace_embeddings(
+        &self,
+        model_id: &str,
+        entries: &[(String, Embedding)],
+    ) -> Result<(), EmbedError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        for (text_hash, vector) in entries {
+            sqlx::query(
+                "INSERT INTO embeddings (model_id, text_hash, dimension, vector) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (model_id, text_hash) DO UPDATE \
+                 SET dimension = excluded.dimension, vector = excluded.vector",
+            )
+            .bind(model_id)
+            .bind(text_hash)
+            .bind(vector.len() as i64)
+            .bind(vector_bytes::encode(vector))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
 }
 
 async fn insert_chunk(

@@ -182,6 +182,12 @@ async fn embedding_cache_round_trips_and_keeps_the_first_vector(store: &dyn Meta
     assert_eq!(store.cached_dimension("model-a").await.unwrap(), Some(2));
     assert_eq!(store.cached_dimension("model-b").await.unwrap(), None);
 
+    let fixed = [("h1".to_string(), vec![7.0, 7.0, 7.0])];
+    store.replace_embeddings("model-a", &fixed).await.unwrap();
+    let found = store.get_embeddings("model-a", &wanted).await.unwrap();
+    assert_eq!(found["h1"], vec![7.0, 7.0, 7.0]);
+    assert_eq!(found["h2"], vec![1.0, 0.0]);
+
     let other_model = store.get_embeddings("model-b", &wanted).await.unwrap();
     assert!(other_model.is_empty());
 }

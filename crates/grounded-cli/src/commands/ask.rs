@@ -3,7 +3,7 @@
 use grounded_core::Answer;
 use grounded_embed::Embedder;
 use grounded_query::{
-    ExtractiveOptions, GroundedPrompt, PromptBudget, Retriever, SearchRequest, answer_extractively,
+    ExtractiveOptions, GroundedPrompt, PromptBudget, SearchRequest, answer_extractively,
     compose_prompt,
 };
 
@@ -49,9 +49,7 @@ pub async fn ask(
         query: question.to_string(),
         limit: top_k,
     };
-    let retriever = Retriever::new(&context.embedder, &context.index, context.store.as_ref());
-    let hits = retriever.search(&request).await?;
-    context.warn_if_index_incomplete(&request.collection).await;
+    let hits = context.search(&request).await?;
 
     let tokenizer = context.embedder.tokenizer();
     let count_tokens = |text: &str| {

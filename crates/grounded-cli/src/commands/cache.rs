@@ -14,6 +14,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use grounded_embed::MiniLm;
 use grounded_store::{CacheKey, MetadataStore, vector_bytes};
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -92,8 +93,8 @@ async fn export(store: &dyn MetadataStore, file: &Path) -> anyhow::Result<()> {
 /// Imports page by page. Each page is stored whole or not at all, and an
 /// entry is content-addressed, so a file that fails halfway leaves only
 /// correct embeddings behind and can be imported again. Every vector of a
-/// model must have the dimension of the model's vectors already in the store
-/// (or else of its first one in the file).
+/// model must have that model's dimension: the built-in model's own, or
+/// that of its vectors already in the store, or else of its first in the file.
 async fn import(store: &dyn MetadataStore, file: &Path) -> anyhow::Result<()> {
     let name = file.display();
     let mut lines = reader(file)?.lines().enumerate();
@@ -138,8 +139,8 @@ async fn import(store: &dyn MetadataStore, file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The dimension of each model's vectors, as the store or the file first
-/// gives it.
+/// The dimension of each model's vectors: the built-in model's own, or as
+/// the store or else the file first gives it.
 #[derive(Default)]
 struct Dimensions(std::collections::HashMap<String, usize>);
 
@@ -151,7 +152,10 @@ impl Dimensions {
         dimension: usize,
     ) -> anyhow::Result<()> {
         if !self.0.contains_key(model_id) {
-            let known = store.cached_dimension(model_id).await?.unwrap_or(dimension);
+            let known = match MiniLm::known_dimension(model_id) {
+                Some(known) => known,
+                None => store.cached_dimension(model_id).await?.unwrap_or(dimension),
+            };
             self.0.insert(model_id.to_owned(), known);
         }
         let known = self.0[model_id];

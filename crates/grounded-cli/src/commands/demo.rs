@@ -43,12 +43,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
             query: (*query).into(),
             limit: 5,
         };
-        let retriever = grounded_query::Retriever::new(
-            &context.embedder,
-            &context.index,
-            context.store.as_ref(),
-        );
-        output::print_hits(query, &retriever.search(&request).await?);
+        output::print_hits(query, &context.search(&request).await?);
     }
 
     println!();

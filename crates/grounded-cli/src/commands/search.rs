@@ -1,6 +1,6 @@
 //! `grounded search`: ranked hits for a query.
 
-use grounded_query::{Retriever, SearchRequest};
+use grounded_query::SearchRequest;
 
 use crate::cli::{GlobalArgs, SearchArgs};
 use crate::context::{Context, collection_name};
@@ -14,9 +14,7 @@ pub async fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<()> {
         limit: args.top_k,
     };
 
-    let retriever = Retriever::new(&context.embedder, &context.index, context.store.as_ref());
-    let hits = retriever.search(&request).await?;
-    context.warn_if_index_incomplete(&request.collection).await;
+    let hits = context.search(&request).await?;
     if args.json {
         println!(
             "{}",
