@@ -307,15 +307,12 @@ impl Shards {
     fn release(&self, name: &str) -> Result<(), IndexError> {
         let dir = self.dir(name)?;
         let mut open = self.lock();
-
-        if let Some(shard) = open.remove(name)
-            && let Err(shard) = close(shard)
-        {
-            open.insert(name.to_owned(), shard);
-            let message = "the collection is still in use; it stays open";
-            return Err(backend(&dir, message));
-        }
-        Ok(())
+        close_open(
+            &mut open,
+            name,
+            &dir,
+            "the collection is still in use; it stays open",
+        )
     }
 
     /// Closes a collection's shard and removes its directory.
@@ -327,14 +324,8 @@ impl Shards {
     fn remove(&self, name: &str) -> Result<(), IndexError> {
         let dir = self.dir(name)?;
         let mut open = self.lock();
-
-        if let Some(shard) = open.remove(name)
-            && let Err(shard) = close(shard)
-        {
-            open.insert(name.to_owned(), shard);
-            let message = "the collection is still in use; try deleting it again later";
-            return Err(backend(&dir, message));
-        }
+        let busy = "the collection is still in use; try deleting it again later";
+        close_open(&mut open, name, &dir, busy)?;
 
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {
@@ -400,6 +391,23 @@ fn load_waiting(dir: &Path) -> Result<Shard, IndexError> {
 
 fn holds_shard(dir: &Path) -> bool {
     dir.join(SHARD_CONFIG_FILE).is_file()
+}
+
+/// Closes the collection's shard if it is open; when operations in flight
+/// keep it busy past [`CLOSE_TIMEOUT`], it stays open and `busy` is the error.
+fn close_open(
+    open: &mut HashMap<String, Arc<Shard>>,
+    name: &str,
+    dir: &Path,
+    busy: &str,
+) -> Result<(), IndexError> {
+    if let Some(shard) = open.remove(name)
+        && let Err(shard) = close(shard)
+    {
+        open.insert(name.to_owned(), shard);
+        return Err(backend(dir, busy));
+    }
+    Ok(())
 }
 
 /// Drops a shard, which flushes and closes it, once no operation in flight

@@ -406,24 +406,9 @@ impl EmbeddingCache for SqliteStore {
         model_id: &str,
         entries: &[(String, Embedding)],
     ) -> Result<usize, EmbedError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let mut inserted = 0;
-        for (text_hash, vector) in entries {
-            inserted += sqlx::query(
-                "INSERT INTO embeddings (model_id, text_hash, dimension, vector) \
-                 VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(model_id)
-            .bind(text_hash)
-            .bind(vector.len() as i64)
-            .bind(vector_bytes::encode(vector))
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?
-            .rows_affected() as usize;
-        }
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(inserted)
+        let sql = "INSERT INTO embeddings (model_id, text_hash, dimension, vector) \
+                   VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING";
+        Ok(self.write_embeddings(sql, model_id, entries).await?)
     }
 
     async fn replace_embeddings(
@@ -431,23 +416,37 @@ impl EmbeddingCache for SqliteStore {
         model_id: &str,
         entries: &[(String, Embedding)],
     ) -> Result<(), EmbedError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        for (text_hash, vector) in entries {
-            sqlx::query(
-                "INSERT INTO embeddings (model_id, text_hash, dimension, vector) \
-                 VALUES (?, ?, ?, ?) ON CONFLICT (model_id, text_hash) DO UPDATE \
-                 SET dimension = excluded.dimension, vector = excluded.vector",
-            )
-            .bind(model_id)
-            .bind(text_hash)
-            .bind(vector.len() as i64)
-            .bind(vector_bytes::encode(vector))
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-        }
-        tx.commit().await.map_err(StoreError::from)?;
+        let sql = "INSERT INTO embeddings (model_id, text_hash, dimension, vector) \
+                   VALUES (?, ?, ?, ?) ON CONFLICT (model_id, text_hash) DO UPDATE \
+                   SET dimension = excluded.dimension, vector = excluded.vector";
+        self.write_embeddings(sql, model_id, entries).await?;
         Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// Runs `sql`, an insert of one embedding, for every entry in one
+    /// transaction; returns how many rows it changed.
+    async fn write_embeddings(
+        &self,
+        sql: &str,
+        model_id: &str,
+        entries: &[(String, Embedding)],
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        for (text_hash, vector) in entries {
+            changed += sqlx::query(sql)
+                .bind(model_id)
+                .bind(text_hash)
+                .bind(vector.len() as i64)
+                .bind(vector_bytes::encode(vector))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as usize;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 }
 
