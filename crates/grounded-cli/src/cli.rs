@@ -66,6 +66,25 @@ pub enum Command {
     /// Move cached embeddings between stores, as a file.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// List or delete collections.
+    #[command(subcommand)]
+    Collections(CollectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CollectionsCommand {
+    /// Every collection of the store or the index, with what each holds.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a collection: its documents, chunks and points (cached
+    /// embeddings stay).
+    Delete {
+        /// The collection to delete.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,9 +25,8 @@ impl Context {
     /// before the model is fetched or loaded.
     pub async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
         let store = open_metadata_store(global).await?;
-        let data_dir = create_data_dir(global)?;
         let embedder = load_embedder(global)?;
-        let index = EdgeIndex::open(&data_dir.index())?;
+        let index = open_index(global)?;
         Ok(Self {
             embedder,
             store,
@@ -111,6 +110,12 @@ pub async fn open_metadata_store(global: &GlobalArgs) -> anyhow::Result<Box<dyn 
         "store opened"
     );
     Ok(store)
+}
+
+/// The vector index of the data directory, which is created if missing.
+pub fn open_index(global: &GlobalArgs) -> anyhow::Result<EdgeIndex> {
+    let data_dir = create_data_dir(global)?;
+    Ok(EdgeIndex::open(&data_dir.index())?)
 }
 
 /// The data directory, created if missing.

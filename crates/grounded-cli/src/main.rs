@@ -33,6 +33,7 @@ async fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(&cli.global, args).await,
         Command::Migrate => commands::migrate::run(&cli.global).await,
         Command::Cache(command) => commands::cache::run(&cli.global, command).await,
+        Command::Collections(command) => commands::collections::run(&cli.global, command).await,
     };
 
     match result {

@@ -246,6 +246,44 @@ fn ask_answers_with_citations_of_retrieved_sources() {
         assert!(text.contains(&marker), "{marker} not in {text}");
     }
     assert!(text.to_lowercase().contains("data race"), "{text}");
+
+    collections_are_listed_and_deleted_whole(&workspace);
+}
+
+fn collections_are_listed_and_deleted_whole(workspace: &Workspace) {
+    let listed = workspace.grounded(&["collections", "list", "--json"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["name"], "default");
+    assert_eq!(count(&listed[0], "ready_documents"), CHAPTERS.len() as u64);
+    assert_eq!(listed[0]["chunks"], listed[0]["points"], "{listed:?}");
+
+    let output = workspace
+        .command(&["collections", "delete", "nope"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("there is no collection \"nope\""),
+        "{stderr}"
+    );
+
+    let deleted = workspace
+        .command(&["collections", "delete", "default"])
+        .output()
+        .unwrap();
+    assert!(deleted.status.success(), "{deleted:?}");
+    let listed = workspace.grounded(&["collections", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
+    let output = workspace
+        .command(&["search", "data race"])
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "a deleted collection was searched"
+    );
 }
 
 /// Runs `grounded` expecting it to fail; returns its one-line error.

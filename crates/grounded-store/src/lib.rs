@@ -69,6 +69,9 @@ pub trait MetadataStore: EmbeddingCache {
     /// Documents by state, and committed chunks, of a collection.
     async fn collection_counts(&self, collection: &str) -> Result<CollectionCounts, StoreError>;
 
+    /// The names of the collections that hold documents, sorted.
+    async fn collections(&self) -> Result<Vec<String>, StoreError>;
+
     /// Deletes every document and chunk of a collection; cached embeddings stay.
     async fn delete_collection(&self, collection: &str) -> Result<(), StoreError>;
 

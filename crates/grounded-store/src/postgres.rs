@@ -298,6 +298,14 @@ impl MetadataStore for PostgresStore {
         })
     }
 
+    async fn collections(&self) -> Result<Vec<String>, StoreError> {
+        let names =
+            sqlx::query_scalar!("SELECT DISTINCT collection FROM documents ORDER BY collection")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(names)
+    }
+
     async fn delete_collection(&self, collection: &str) -> Result<(), StoreError> {
         sqlx::query!("DELETE FROM documents WHERE collection = $1", collection)
             .execute(&self.pool)

@@ -304,6 +304,13 @@ impl MetadataStore for SqliteStore {
         })
     }
 
+    async fn collections(&self) -> Result<Vec<String>, StoreError> {
+        let names = sqlx::query_scalar("SELECT DISTINCT collection FROM documents ORDER BY 1")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(names)
+    }
+
     async fn delete_collection(&self, collection: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM documents WHERE collection = ?")
             .bind(collection)

@@ -273,8 +273,13 @@ async fn documents_keep_their_metadata_and_collections_delete_whole(store: &dyn 
         vec![no_anchor]
     );
     assert_eq!(store.list_documents("books").await.unwrap().len(), 2);
+    let mut elsewhere = document("c.md");
+    elsewhere.collection = "articles".into();
+    store.mark_indexing(&elsewhere).await.unwrap();
+    assert_eq!(store.collections().await.unwrap(), ["articles", "books"]);
 
     store.delete_collection("books").await.unwrap();
+    assert_eq!(store.collections().await.unwrap(), ["articles"]);
     assert!(store.list_documents("books").await.unwrap().is_empty());
     assert_eq!(store.collection_counts("books").await.unwrap().chunks, 0);
 }

@@ -2,6 +2,7 @@
 
 pub mod ask;
 pub mod cache;
+pub mod collections;
 pub mod demo;
 pub mod ingest;
 pub mod migrate;
