@@ -6,7 +6,8 @@ use std::time::Instant;
 use anyhow::Context as _;
 use grounded_core::{DataDir, Hit, default_cache_dir, validate_collection_name};
 use grounded_embed::{MiniLm, resolve_model_files};
-use grounded_index::{EdgeIndex, IndexError, VectorIndex};
+use grounded_index::{EdgeIndex, IndexError};
+use grounded_ingest::pipeline::{Shortfall, index_shortfall};
 use grounded_query::{QueryError, Retriever, SearchRequest};
 use grounded_store::{MetadataStore, SqliteStore, open_store};
 use tracing::{info, warn};
@@ -38,18 +39,14 @@ impl Context {
     /// has committed chunks: search then misses them, typically because this
     /// is not the data directory the shared store was filled with.
     async fn warn_if_index_incomplete(&self, collection: &str) {
-        let points = self.index.count(collection).await.unwrap_or(0);
-        let Ok(counts) = self.store.collection_counts(collection).await else {
-            return;
-        };
-        if (points as u64) < counts.chunks {
+        let shortfall = index_shortfall(self.store.as_ref(), &self.index, collection).await;
+        if let Ok(Some(Shortfall { points, chunks })) = shortfall {
             warn!(
                 "the vector index at {} holds {points} points of collection {collection:?} but \
-                 the store {} records {} chunks, so search misses some; run `grounded ingest` \
-                 with this data directory to write the missing ones",
+                 the store {} records {chunks} chunks, so search misses some; run `grounded \
+                 ingest` with this data directory to write the missing ones",
                 self.index.root().display(),
                 self.store.location(),
-                counts.chunks
             );
         }
     }

@@ -408,13 +408,12 @@ impl<'a> Ingestor<'a> {
             .store
             .find_document(&options.collection, &file.source_path)
             .await?;
-        let unchanged = existing.as_ref().is_some_and(|doc| {
+        let unchanged = existing.as_ref().filter(|doc| {
             doc.state == DocumentState::Ready
                 && doc.content_hash == hash
                 && doc.settings_hash == run.settings
         });
-        if unchanged {
-            let document = existing.as_ref().expect("an unchanged document exists");
+        if let Some(document) = unchanged {
             if !run.check_points || self.has_all_points(document).await? {
                 report.documents_unchanged += 1;
                 return Ok(Prepared::Done);
@@ -450,17 +449,11 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    /// Whether the index holds fewer points than the store has committed
-    /// chunks in a collection. Points are upserted before their chunks are
-    /// committed and deleted after, so an index that holds all of its
-    /// collection's points never has fewer: fewer means points were lost (an
-    /// index restored from an old copy, or a data directory other than the
-    /// one the store was filled with).
+    /// Whether the index lacks points at the start of a run, so that each
+    /// unchanged document's points must be checked.
     async fn index_lacks_points(&self, collection: &str) -> Result<bool, IngestError> {
-        let points = self.index.count(collection).await?;
-        let chunks = self.store.collection_counts(collection).await?.chunks;
-        let lacking = (points as u64) < chunks;
-        if lacking {
+        let shortfall = index_shortfall(self.store, self.index, collection).await?;
+        if let Some(Shortfall { points, chunks }) = shortfall {
             warn!(
                 collection,
                 points,
@@ -468,16 +461,15 @@ impl<'a> Ingestor<'a> {
                 "the vector index lacks points of committed chunks; checking each document"
             );
         }
-        Ok(lacking)
+        Ok(shortfall.is_some())
     }
 
     /// Warns at the end of a run whose index still lacks points: another
     /// ingest that shares the store but not the index (another data
     /// directory) wrote documents this run then found unchanged.
     async fn warn_if_index_lacks_points(&self, collection: &str) -> Result<(), IngestError> {
-        let points = self.index.count(collection).await?;
-        let chunks = self.store.collection_counts(collection).await?.chunks;
-        if (points as u64) < chunks {
+        let shortfall = index_shortfall(self.store, self.index, collection).await?;
+        if let Some(Shortfall { points, chunks }) = shortfall {
             warn!(
                 collection,
                 points,
@@ -709,6 +701,33 @@ impl<'a> Ingestor<'a> {
         info!(source_path = %document.source_path, "document removed");
         Ok(())
     }
+}
+
+/// An index that holds fewer points of a collection than the store has
+/// committed chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shortfall {
+    pub points: usize,
+    pub chunks: u64,
+}
+
+/// The collection's [`Shortfall`], if its index has one.
+///
+/// Points are upserted before their chunks are committed and deleted after,
+/// so an index that holds all of its collection's points never has fewer:
+/// fewer means points were lost (an index restored from an old copy, or a
+/// data directory other than the one the store was filled with).
+///
+/// # Errors
+/// When the index or the store fails, or the index has no such collection.
+pub async fn index_shortfall(
+    store: &dyn MetadataStore,
+    index: &dyn VectorIndex,
+    collection: &str,
+) -> Result<Option<Shortfall>, IngestError> {
+    let points = index.count(collection).await?;
+    let chunks = store.collection_counts(collection).await?.chunks;
+    Ok(((points as u64) < chunks).then_some(Shortfall { points, chunks }))
 }
 
 fn chunk_from_draft(document: DocumentId, draft: ChunkDraft) -> Chunk {

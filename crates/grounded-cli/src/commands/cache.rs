@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use grounded_embed::MiniLm;
-use grounded_store::{CacheKey, MetadataStore, vector_bytes};
+use grounded_store::{CacheKey, CachedEmbedding, MetadataStore, vector_bytes};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -108,7 +108,7 @@ async fn import(store: &dyn MetadataStore, file: &Path) -> anyhow::Result<()> {
 
     let mut dimensions = Dimensions::default();
     let (mut read, mut new) = (0, 0);
-    let mut page: Vec<(String, String, Vec<f32>)> = Vec::with_capacity(PAGE);
+    let mut page: Vec<CachedEmbedding> = Vec::with_capacity(PAGE);
     for (index, line) in lines {
         let line = line.with_context(|| format!("failed to read {name}"))?;
         if line.trim().is_empty() {
@@ -117,7 +117,7 @@ async fn import(store: &dyn MetadataStore, file: &Path) -> anyhow::Result<()> {
         let at = || format!("{name} line {}", index + 1);
         let entry = parse_line(&line).with_context(at)?;
         dimensions
-            .check(store, &entry.0, entry.2.len())
+            .check(store, &entry.key.model_id, entry.vector.len())
             .await
             .with_context(at)?;
         page.push(entry);
@@ -193,7 +193,7 @@ fn check_header(line: &str, file: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn parse_line(line: &str) -> anyhow::Result<(String, String, Vec<f32>)> {
+fn parse_line(line: &str) -> anyhow::Result<CachedEmbedding> {
     let line: Line = serde_json::from_str(line).context("not an embedding line")?;
     let is_hash =
         line.text_hash.len() == 64 && line.text_hash.bytes().all(|b| b.is_ascii_hexdigit());
@@ -206,8 +206,7 @@ fn parse_line(line: &str) -> anyhow::Result<(String, String, Vec<f32>)> {
     let bytes = BASE64
         .decode(line.vector.as_bytes())
         .context("vector is not base64")?;
-    let vector = vector_bytes::decode(&bytes).unwrap_or_default();
-    if line.dimension == 0 || vector.len() != line.dimension || bytes.len() != line.dimension * 4 {
+    if line.dimension == 0 || bytes.len() != line.dimension * 4 {
         bail!(
             "vector holds {} bytes, not the {} of dimension {}",
             bytes.len(),
@@ -215,28 +214,33 @@ fn parse_line(line: &str) -> anyhow::Result<(String, String, Vec<f32>)> {
             line.dimension
         );
     }
+    let vector = vector_bytes::decode(&bytes).unwrap_or_default();
     if vector.iter().any(|value| !value.is_finite()) {
         bail!("vector holds a value that is not a finite number");
     }
     if vector.iter().all(|value| *value == 0.0) {
         bail!("vector is all zeros, which no embedding model produces");
     }
-    Ok((line.model_id, line.text_hash, vector))
+    let key = CacheKey {
+        model_id: line.model_id,
+        text_hash: line.text_hash,
+    };
+    Ok(CachedEmbedding { key, vector })
 }
 
 /// Stores one page, one call per model; returns how many entries were new.
 async fn store_page(
     store: &dyn MetadataStore,
-    page: Vec<(String, String, Vec<f32>)>,
+    page: Vec<CachedEmbedding>,
 ) -> anyhow::Result<usize> {
     let mut new = 0;
     let mut by_model: std::collections::BTreeMap<String, Vec<(String, Vec<f32>)>> =
         std::collections::BTreeMap::new();
-    for (model_id, text_hash, vector) in page {
+    for CachedEmbedding { key, vector } in page {
         by_model
-            .entry(model_id)
+            .entry(key.model_id)
             .or_default()
-            .push((text_hash, vector));
+            .push((key.text_hash, vector));
     }
     for (model_id, entries) in by_model {
         new += store.put_embeddings(&model_id, &entries).await?;
