@@ -93,6 +93,7 @@ fn options(excludes: Vec<String>) -> IngestOptions {
         },
         prune: false,
         batch_chunks: 128,
+        tags: Vec::new(),
     }
 }
 
@@ -100,11 +101,7 @@ async fn search_latencies(retriever: &Retriever<'_>, collection: &str) -> anyhow
     let mut latencies = Vec::with_capacity(QUERIES.len() * ROUNDS);
     for _ in 0..ROUNDS {
         for query in QUERIES {
-            let request = SearchRequest {
-                collection: collection.into(),
-                query: (*query).into(),
-                limit: 10,
-            };
+            let request = SearchRequest::new(collection, *query, 10);
             let started = Instant::now();
             retriever.search(&request).await?;
             latencies.push(started.elapsed().as_secs_f64() * 1000.0);

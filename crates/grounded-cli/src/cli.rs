@@ -48,6 +48,30 @@ pub struct GlobalArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+
+    /// A Qdrant server or cluster (gRPC, e.g. http://localhost:6334) to keep
+    /// the points in [default: Qdrant Edge in process, under the data
+    /// directory]. Its API key is read from GROUNDED_QDRANT_API_KEY.
+    #[arg(long, global = true, env = "GROUNDED_QDRANT_URL")]
+    pub qdrant_url: Option<String>,
+
+    /// The Qdrant server's API key.
+    #[arg(
+        long,
+        global = true,
+        env = "GROUNDED_QDRANT_API_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub qdrant_api_key: Option<String>,
+
+    /// Points per upsert request to a Qdrant server.
+    #[arg(long, global = true, env = "GROUNDED_UPSERT_BATCH", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub upsert_batch: u64,
+
+    /// Upsert requests to a Qdrant server in flight at once.
+    #[arg(long, global = true, env = "GROUNDED_UPSERT_PARALLELISM", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub upsert_parallelism: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +84,9 @@ pub enum Command {
     Ask(AskArgs),
     /// Ingest the Rust book that ships with rustup, then search and ask it.
     Demo(DemoArgs),
+    /// Measure retrieval quality on a BEIR-format benchmark (nDCG@10,
+    /// Recall@100) for each search mode.
+    Eval(EvalArgs),
     /// Bring the metadata store's schema up to date (every command also does
     /// this when it opens the store) and print its version.
     Migrate,
@@ -145,9 +172,98 @@ pub struct IngestArgs {
     #[arg(long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
 
+    /// Tag every document of this run, for `search --tag`; repeatable.
+    /// Ingesting with other tags rewrites the documents' points.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How hits are found and which pass.
+#[derive(Debug, Args)]
+pub struct RetrievalArgs {
+    /// dense (embeddings), sparse (BM25 terms) or hybrid (both, fused by rank).
+    #[arg(long, env = "GROUNDED_SEARCH_MODE", value_enum, default_value_t = Mode::Hybrid)]
+    pub mode: Mode,
+
+    /// Drop hits scoring below this: cosine similarity in dense mode, BM25
+    /// in sparse mode, the fused rank score in hybrid mode.
+    #[arg(long, value_name = "SCORE")]
+    pub min_score: Option<f32>,
+
+    /// Only files at or under this path, as ingested (whole components).
+    #[arg(long = "path", value_name = "PATH")]
+    pub path_prefix: Option<String>,
+
+    /// Only documents of this kind (markdown, html, text, code); repeatable,
+    /// any of them passes.
+    #[arg(long = "kind", value_name = "KIND", value_parser = parse_kind)]
+    pub kinds: Vec<grounded_core::DocumentKind>,
+
+    /// Only documents ingested with this tag; repeatable, all must hold.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// Only hits whose payload field KEY equals VALUE (e.g. title=Ownership,
+    /// ordinal=0, location.anchor=intro); repeatable, all must hold. A field
+    /// no hit has gives no hits.
+    #[arg(long = "filter", value_name = "KEY=VALUE", value_parser = grounded_index::FieldMatch::parse)]
+    pub fields: Vec<grounded_index::FieldMatch>,
+
+    /// The reciprocal rank fusion constant of hybrid mode.
+    #[arg(long, default_value_t = grounded_index::DEFAULT_RRF_K, value_parser = rrf_k_in_range)]
+    pub rrf_k: usize,
+}
+
+/// The search modes, as the command line spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Dense,
+    Sparse,
+    Hybrid,
+}
+
+impl From<Mode> for grounded_index::SearchMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Dense => Self::Dense,
+            Mode::Sparse => Self::Sparse,
+            Mode::Hybrid => Self::Hybrid,
+        }
+    }
+}
+
+impl RetrievalArgs {
+    /// The search of `query` that these flags describe.
+    pub fn request(
+        &self,
+        collection: &str,
+        query: &str,
+        limit: usize,
+    ) -> grounded_query::SearchRequest {
+        let filter = grounded_index::PointFilter {
+            path_prefix: self.path_prefix.clone(),
+            kinds: self.kinds.clone(),
+            tags: self.tags.clone(),
+            fields: self.fields.clone(),
+        };
+        grounded_query::SearchRequest {
+            mode: self.mode.into(),
+            filter,
+            min_score: self.min_score,
+            rrf_k: self.rrf_k,
+            ..grounded_query::SearchRequest::new(collection, query, limit)
+        }
+    }
+}
+
+fn parse_kind(value: &str) -> Result<grounded_core::DocumentKind, String> {
+    grounded_core::DocumentKind::parse(value).ok_or_else(|| {
+        format!("{value:?} is not a document kind: use markdown, html, text or code")
+    })
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +277,9 @@ pub struct SearchArgs {
 
     #[command(flatten)]
     pub collection: CollectionArg,
+
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
 
     /// Print the hits as JSON.
     #[arg(long)]
@@ -178,6 +297,9 @@ pub struct AskArgs {
 
     #[command(flatten)]
     pub collection: CollectionArg,
+
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
 
     /// Tokens the composed prompt may use.
     #[arg(long, default_value_t = 3000)]
@@ -197,6 +319,44 @@ pub struct DemoArgs {
     /// The book to ingest [default: the Rust book of the active toolchain].
     #[arg(long)]
     pub book: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A BEIR-format benchmark directory: corpus.jsonl, queries.jsonl and
+    /// qrels/SPLIT.tsv.
+    pub dataset: PathBuf,
+
+    /// The relevance judgments to score against (qrels/SPLIT.tsv).
+    #[arg(long, default_value = "test")]
+    pub split: String,
+
+    /// The search modes to measure; repeatable [default: dense, sparse and hybrid].
+    #[arg(long = "mode", value_enum)]
+    pub modes: Vec<Mode>,
+
+    /// Score only the first N judged queries.
+    #[arg(long, value_name = "N")]
+    pub limit_queries: Option<usize>,
+
+    /// The reciprocal rank fusion constant of hybrid mode.
+    #[arg(long, default_value_t = grounded_index::DEFAULT_RRF_K, value_parser = rrf_k_in_range)]
+    pub rrf_k: usize,
+
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The fusion constant must be positive; beyond 1,000 ranks barely matter.
+fn rrf_k_in_range(value: &str) -> Result<usize, String> {
+    let k: usize = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    if !(1..=1000).contains(&k) {
+        return Err(format!("{k} is out of range: use 1 to 1000"));
+    }
+    Ok(k)
 }
 
 /// `-k` must ask for at least one hit, and not for more than a page of them.

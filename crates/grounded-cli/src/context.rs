@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use grounded_core::{DataDir, Hit, default_cache_dir, validate_collection_name};
 use grounded_embed::{MiniLm, resolve_model_files};
-use grounded_index::{EdgeIndex, IndexError};
+use grounded_index::{EdgeIndex, IndexError, ServerIndex, ServerOptions, VectorIndex};
 use grounded_ingest::pipeline::{Shortfall, index_shortfall};
 use grounded_query::{QueryError, Retriever, SearchRequest};
 use grounded_store::{MetadataStore, SqliteStore, open_store};
@@ -18,7 +18,9 @@ use crate::cli::GlobalArgs;
 pub struct Context {
     pub embedder: MiniLm,
     pub store: Box<dyn MetadataStore>,
-    pub index: EdgeIndex,
+    pub index: Box<dyn VectorIndex>,
+    /// Where the index is, for messages: a directory or a server URL.
+    pub index_location: String,
 }
 
 impl Context {
@@ -26,12 +28,13 @@ impl Context {
     /// before the model is fetched or loaded.
     pub async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
         let store = open_metadata_store(global).await?;
+        let (index, index_location) = open_index(global).await?;
         let embedder = load_embedder(global)?;
-        let index = open_index(global)?;
         Ok(Self {
             embedder,
             store,
             index,
+            index_location,
         })
     }
 
@@ -39,13 +42,13 @@ impl Context {
     /// has committed chunks: search then misses them, typically because this
     /// is not the data directory the shared store was filled with.
     async fn warn_if_index_incomplete(&self, collection: &str) {
-        let shortfall = index_shortfall(self.store.as_ref(), &self.index, collection).await;
+        let shortfall = index_shortfall(self.store.as_ref(), self.index.as_ref(), collection).await;
         if let Ok(Some(Shortfall { points, chunks })) = shortfall {
             warn!(
                 "the vector index at {} holds {points} points of collection {collection:?} but \
                  the store {} records {chunks} chunks, so search misses some; run `grounded \
-                 ingest` with this data directory to write the missing ones",
-                self.index.root().display(),
+                 ingest` with this index to write the missing ones",
+                self.index_location,
                 self.store.location(),
             );
         }
@@ -54,7 +57,7 @@ impl Context {
     /// Searches, and explains a collection that the store knows but this data
     /// directory's index lacks entirely.
     pub async fn search(&self, request: &SearchRequest) -> anyhow::Result<Vec<Hit>> {
-        let retriever = Retriever::new(&self.embedder, &self.index, self.store.as_ref());
+        let retriever = Retriever::new(&self.embedder, self.index.as_ref(), self.store.as_ref());
         let error = match retriever.search(request).await {
             Ok(hits) => {
                 self.warn_if_index_incomplete(&request.collection).await;
@@ -72,10 +75,10 @@ impl Context {
         }
         anyhow::bail!(
             "collection {:?} has {chunks} chunks in the store {} but no vector index in {}: run \
-             `grounded ingest` with this data directory to build it (from the embedding cache)",
+             `grounded ingest` with this index to build it (from the embedding cache)",
             request.collection,
             self.store.location(),
-            self.index.root().display()
+            self.index_location
         )
     }
 
@@ -109,10 +112,27 @@ pub async fn open_metadata_store(global: &GlobalArgs) -> anyhow::Result<Box<dyn 
     Ok(store)
 }
 
-/// The vector index of the data directory, which is created if missing.
-pub fn open_index(global: &GlobalArgs) -> anyhow::Result<EdgeIndex> {
+/// The Qdrant server that `--qdrant-url` names, or else the Qdrant Edge
+/// index of the data directory (created if missing); with where it is.
+pub async fn open_index(global: &GlobalArgs) -> anyhow::Result<(Box<dyn VectorIndex>, String)> {
+    let url = global.qdrant_url.as_deref().map(str::trim);
+    if let Some(url) = url.filter(|url| !url.is_empty()) {
+        let options = ServerOptions {
+            url: url.to_owned(),
+            api_key: global.qdrant_api_key.clone().filter(|key| !key.is_empty()),
+            upsert_batch: global.upsert_batch as usize,
+            upsert_parallelism: global.upsert_parallelism as usize,
+            ..ServerOptions::default()
+        };
+        let index = ServerIndex::connect(options)?;
+        info!(qdrant = url, "vector index opened");
+        return Ok((Box::new(index), url.to_owned()));
+    }
+
     let data_dir = create_data_dir(global)?;
-    Ok(EdgeIndex::open(&data_dir.index())?)
+    let index = EdgeIndex::open(&data_dir.index())?;
+    let location = index.root().display().to_string();
+    Ok((Box::new(index), location))
 }
 
 /// The data directory, created if missing.

@@ -31,6 +31,7 @@ async fn main() -> ExitCode {
         Command::Search(args) => commands::search::run(&cli.global, args).await,
         Command::Ask(args) => commands::ask::run(&cli.global, args).await,
         Command::Demo(args) => commands::demo::run(&cli.global, args).await,
+        Command::Eval(args) => commands::eval::run(&cli.global, args).await,
         Command::Migrate => commands::migrate::run(&cli.global).await,
         Command::Cache(command) => commands::cache::run(&cli.global, command).await,
         Command::Collections(command) => commands::collections::run(&cli.global, command).await,

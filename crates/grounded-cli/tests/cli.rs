@@ -247,7 +247,192 @@ fn ask_answers_with_citations_of_retrieved_sources() {
     }
     assert!(text.to_lowercase().contains("data race"), "{text}");
 
+    modes_and_filters_narrow_the_hits(&workspace);
     collections_are_listed_and_deleted_whole(&workspace);
+}
+
+/// `grounded search QUERY ARGS… -k 10 --json`'s hits.
+fn hits(workspace: &Workspace, query: &str, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["search", query, "-k", "10", "--json"];
+    all.extend_from_slice(args);
+    let result = workspace.grounded(&all);
+    result["hits"].as_array().unwrap().clone()
+}
+
+fn modes_and_filters_narrow_the_hits(workspace: &Workspace) {
+    // BM25 finds the chapter that names the type; so does hybrid, by default.
+    for mode in ["sparse", "hybrid", "dense"] {
+        let found = hits(workspace, "Mutex<T> lock", &["--mode", mode]);
+        assert_eq!(
+            file_name(&found[0]),
+            "ch16-03-shared-state.md",
+            "{mode}: {found:?}"
+        );
+        no_two_hits_overlap(&found);
+    }
+
+    let file = workspace.corpus.join("ch04-01-what-is-ownership.md");
+    let found = hits(workspace, "ownership", &["--path", file.to_str().unwrap()]);
+    assert!(!found.is_empty());
+    assert!(
+        found
+            .iter()
+            .all(|hit| file_name(hit) == "ch04-01-what-is-ownership.md")
+    );
+
+    let corpus = format!("{}/", workspace.corpus.display());
+    assert_eq!(hits(workspace, "ownership", &["--path", &corpus]).len(), 10);
+    let sibling = format!("{}2", workspace.corpus.display());
+    assert!(hits(workspace, "ownership", &["--path", &sibling]).is_empty());
+
+    assert!(hits(workspace, "ownership", &["--kind", "html"]).is_empty());
+    assert_eq!(
+        hits(
+            workspace,
+            "ownership",
+            &["--kind", "html", "--kind", "markdown"]
+        )
+        .len(),
+        10
+    );
+    // Integer payload fields match too: only a document's first chunk has ordinal 0.
+    let first = hits(workspace, "ownership", &["--filter", "ordinal=0"]);
+    let files: std::collections::BTreeSet<String> = first.iter().map(file_name).collect();
+    assert!(!first.is_empty() && files.len() == first.len(), "{first:?}");
+    for mode in ["dense", "sparse", "hybrid"] {
+        let none = hits(
+            workspace,
+            "ownership",
+            &["--mode", mode, "--filter", "no_such_field=1"],
+        );
+        assert!(
+            none.is_empty(),
+            "{mode}: a filter on a missing field let {} through",
+            none.len()
+        );
+    }
+    let strict = hits(
+        workspace,
+        "ownership",
+        &["--mode", "dense", "--min-score", "0.99"],
+    );
+    assert!(strict.is_empty(), "{strict:?}");
+
+    // Tags come from the ingest; retagging rewrites every document from the cache.
+    let report = workspace.ingest(&["--tag", "book", "--tag", "rust"]);
+    assert_eq!(
+        count(&report, "documents_changed"),
+        CHAPTERS.len() as u64,
+        "{report}"
+    );
+    assert_eq!(count(&report, "embeddings_computed"), 0, "{report}");
+    assert_eq!(
+        hits(workspace, "ownership", &["--tag", "book", "--tag", "rust"]).len(),
+        10
+    );
+    assert!(hits(workspace, "ownership", &["--tag", "book", "--tag", "go"]).is_empty());
+}
+
+/// No two hits are chunks of one document that share lines.
+fn no_two_hits_overlap(hits: &[Value]) {
+    let lines = |hit: &Value| {
+        (
+            hit["line_start"].as_u64().unwrap(),
+            hit["line_end"].as_u64().unwrap(),
+        )
+    };
+    for (i, a) in hits.iter().enumerate() {
+        for b in &hits[i + 1..] {
+            let ((a_start, a_end), (b_start, b_end)) = (lines(a), lines(b));
+            let same = a["source_path"] == b["source_path"];
+            assert!(!same || a_end < b_start || b_end < a_start, "{a}\n{b}");
+        }
+    }
+}
+
+#[test]
+fn eval_scores_a_small_benchmark_and_names_a_bad_line() {
+    let root = tempfile::tempdir().unwrap();
+    let dataset = root.path().join("tiny");
+    std::fs::create_dir_all(dataset.join("qrels")).unwrap();
+    let corpus = [
+        (
+            "d1",
+            "Lighthouses",
+            "A lighthouse keeper trims the lamp wick every evening on the rocky coast.",
+        ),
+        (
+            "d2",
+            "Sourdough",
+            "Sourdough bread rises with a starter of wild yeast and flour.",
+        ),
+        (
+            "d3",
+            "Glaciers",
+            "Glaciers carve valleys as the ice creeps slowly downhill.",
+        ),
+        (
+            "d4",
+            "Beekeeping",
+            "Beekeepers smoke the hive before lifting frames of honeycomb.",
+        ),
+    ];
+    let lines: Vec<String> = corpus
+        .iter()
+        .map(|(id, title, text)| {
+            serde_json::json!({"_id": id, "title": title, "text": text}).to_string()
+        })
+        .collect();
+    std::fs::write(dataset.join("corpus.jsonl"), lines.join("\n")).unwrap();
+    let queries = [
+        ("q1", "who trims the lighthouse lamp"),
+        ("q2", "wild yeast starter for bread"),
+        ("q3", "unjudged"),
+    ];
+    let lines: Vec<String> = queries
+        .iter()
+        .map(|(id, text)| serde_json::json!({"_id": id, "text": text}).to_string())
+        .collect();
+    std::fs::write(dataset.join("queries.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(
+        dataset.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\nq2\td4\t0\n",
+    )
+    .unwrap();
+
+    let data = root.path().join("data");
+    let output = Command::new(env!("CARGO_BIN_EXE_grounded"))
+        .args(["eval", dataset.to_str().unwrap(), "--json"])
+        .env("GROUNDED_DATA_DIR", &data)
+        .env_remove("GROUNDED_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["documents"], 4, "{report}");
+    let modes = report["modes"].as_array().unwrap();
+    assert_eq!(modes.len(), 3, "{report}");
+    for mode in modes {
+        assert_eq!(mode["queries"], 2, "{mode}");
+        assert_eq!(mode["ndcg_at_10"], 1.0, "{mode}");
+        assert_eq!(mode["recall_at_100"], 1.0, "{mode}");
+    }
+
+    std::fs::write(
+        dataset.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1 d1 1\n",
+    )
+    .unwrap();
+    let stderr = failing(&data, &["eval", dataset.to_str().unwrap()]);
+    assert!(
+        stderr.contains("test.tsv:2: expected query-id<TAB>corpus-id<TAB>score"),
+        "{stderr}"
+    );
 }
 
 fn collections_are_listed_and_deleted_whole(workspace: &Workspace) {
@@ -322,6 +507,36 @@ fn bad_input_gets_a_clear_error() {
     std::fs::write(root.path().join("not-a-dir"), "x").unwrap();
     let stderr = failing(&root.path().join("not-a-dir"), &["search", "x"]);
     assert!(stderr.ends_with("is not a directory"), "{stderr}");
+
+    let stderr = failing(&data, &["search", "x", "--filter", "novalue"]);
+    assert!(stderr.contains("\"novalue\" is not KEY=VALUE"), "{stderr}");
+    let stderr = failing(&data, &["search", "x", "--kind", "pdf"]);
+    assert!(
+        stderr.contains("\"pdf\" is not a document kind"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_collection_made_for_another_model_is_refused_naming_both_sizes() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let notes = root.path().join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("a.md"), "# A\n\nSome text.\n").unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let index = grounded_index::EdgeIndex::open(&data.join("index")).unwrap();
+        let spec = grounded_index::CollectionSpec { dimension: 768 };
+        index.ensure_collection("wide", spec).await.unwrap();
+    });
+
+    let stderr = failing(&data, &["ingest", notes.to_str().unwrap(), "-c", "wide"]);
+    assert!(
+        stderr.contains("dimension 768") && stderr.contains("produces 384"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -95,6 +95,9 @@ pub struct DocumentMetadata {
     /// The size of the file in bytes.
     #[serde(default)]
     pub size_bytes: u64,
+    /// The tags the document was ingested with, sorted; search can filter by them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// Where a chunk sits in its document.

@@ -8,8 +8,10 @@
 //! [`EdgeIndex`] is dropped.
 //!
 //! This module is not a general Qdrant wrapper: it stores one named dense
-//! vector per point ([`DENSE_VECTOR`], cosine distance) and the payload that
-//! [`PointPayload`] describes, and nothing else.
+//! vector per point ([`DENSE_VECTOR`], cosine distance), one named sparse
+//! vector ([`SPARSE_VECTOR`], with the IDF modifier) and the payload that
+//! [`PointPayload`] describes, and nothing else. Hybrid queries run both
+//! vectors as prefetches fused by reciprocal rank fusion inside the shard.
 //!
 //! Two properties of qdrant-edge 0.7.0 shape the code below:
 //! - `EdgeShard::load` does not replay the write-ahead log, so a write is
@@ -36,17 +38,20 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use grounded_core::{ChunkId, DocumentId, validate_collection_name};
+use ordered_float::OrderedFloat;
 use qdrant_edge::{
-    Condition, CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeVectorParams,
-    FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, NamedQuery, PayloadFieldSchema,
-    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
-    PointStructPersisted, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation,
-    ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+    Condition, CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams,
+    EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, Fusion, JsonPath, Match,
+    Modifier, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
+    PointOperations, PointStruct, PointStructPersisted, Prefetch, QueryEnum, QueryRequest,
+    ScoringQuery, ScrollRequest, UpdateOperation, ValueVariants, Vector, VectorInternal, Vectors,
+    WithPayloadInterface, WithVector,
 };
 use serde_json::Value;
 
 use crate::{
-    CollectionSpec, DENSE_VECTOR, IndexError, Point, PointPayload, ScoredPoint, VectorIndex,
+    CollectionSpec, DENSE_VECTOR, INDEXED_FIELDS, IndexError, Point, PointFilter, PointPayload,
+    Query, SPARSE_VECTOR, ScoredPoint, SearchMode, SparseVector, VectorIndex,
 };
 
 /// The file every shard directory holds; its presence marks a collection.
@@ -56,10 +61,6 @@ const SHARD_CONFIG_FILE: &str = "edge_config.json";
 
 /// The payload field that ties a point to its document.
 const DOCUMENT_ID_FIELD: &str = "document_id";
-
-/// Payload fields with a keyword index: the document id for deletes by
-/// document, the source path and the kind for filtered searches.
-const KEYWORD_FIELDS: [&str; 3] = [DOCUMENT_ID_FIELD, "source_path", "kind"];
 
 /// Points per update operation. Each operation is one write-ahead log record,
 /// so a batch of chunks (about 3 KiB each with a 384-dimension vector) stays
@@ -200,12 +201,11 @@ impl VectorIndex for EdgeIndex {
     async fn search(
         &self,
         collection: &str,
-        vector: &[f32],
-        limit: usize,
+        query: &Query,
     ) -> Result<Vec<ScoredPoint>, IndexError> {
         let name = collection.to_owned();
-        let vector = vector.to_vec();
-        self.with_shard(collection, move |shard| shard.search(&name, vector, limit))
+        let query = query.clone();
+        self.with_shard(collection, move |shard| shard.search(&name, &query))
             .await
     }
 
@@ -262,14 +262,14 @@ impl Shards {
         let dir = self.dir(name)?;
         let mut open = self.lock();
         if let Some(shard) = open.get(name) {
-            return shard.check_dimension(name, spec.dimension);
+            return shard.check_schema(name, spec.dimension);
         }
 
         // Another process may be creating the same collection right now:
         // processes take turns deciding whether it exists.
         let _creating = lock_creation(&self.root)?;
         if let Some(shard) = lookup(&mut open, name, &dir)? {
-            return shard.check_dimension(name, spec.dimension);
+            return shard.check_schema(name, spec.dimension);
         }
 
         let shard = Shard::create(&dir, spec.dimension)?;
@@ -439,14 +439,21 @@ struct Shard {
 }
 
 impl Shard {
-    /// Creates a shard in `dir` with one dense cosine vector of `dimension`
-    /// and keyword indexes on [`KEYWORD_FIELDS`].
+    /// Creates a shard in `dir` with a dense cosine vector of `dimension`, a
+    /// sparse vector with the IDF modifier, and keyword indexes on
+    /// [`INDEXED_FIELDS`].
     fn create(dir: &Path, dimension: usize) -> Result<Self, IndexError> {
         std::fs::create_dir_all(dir)
             .map_err(|err| backend(dir, format!("failed to create the collection: {err}")))?;
 
         let vector = EdgeVectorParams::builder(dimension, Distance::Cosine).build();
-        let config = EdgeConfig::builder().vector(DENSE_VECTOR, vector).build();
+        let sparse = EdgeSparseVectorParams::builder()
+            .modifier(Modifier::Idf)
+            .build();
+        let config = EdgeConfig::builder()
+            .vector(DENSE_VECTOR, vector)
+            .sparse_vector(SPARSE_VECTOR, sparse)
+            .build();
         let edge = EdgeShard::new(dir, config).map_err(|err| backend(dir, err))?;
 
         let shard = Self {
@@ -470,32 +477,73 @@ impl Shard {
         self.edge.path()
     }
 
-    /// The size of the shard's dense vectors.
-    fn dimension(&self) -> Result<usize, IndexError> {
-        // The config guard is a temporary of this statement: it is released
-        // before anything else touches the shard.
-        let size = self
-            .edge
+    /// The size of the shard's dense vectors, `None` if it has no [`DENSE_VECTOR`].
+    fn dimension(&self) -> Option<usize> {
+        // The config guard is a temporary of this expression: it is released
+        // when this returns, before anything else touches the shard.
+        self.edge
             .config()
             .vectors
             .get(DENSE_VECTOR)
-            .map(|params| params.size);
-        size.ok_or_else(|| {
-            backend(
-                self.path(),
-                format!("the shard has no vector {DENSE_VECTOR:?}"),
-            )
+            .map(|params| params.size)
+    }
+
+    /// Checks that the shard's vectors are the ones [`Shard::create`] makes,
+    /// with dense vectors of `dimension`.
+    fn check_schema(&self, collection: &str, dimension: usize) -> Result<(), IndexError> {
+        let layout = {
+            let config = self.edge.config();
+            let dense = config
+                .vectors
+                .get(DENSE_VECTOR)
+                .map(|params| (params.size, params.distance));
+            let sparse = config
+                .sparse_vectors
+                .get(SPARSE_VECTOR)
+                .map(|params| params.modifier.unwrap_or_default());
+            let mut names: Vec<String> = config.vectors.keys().map(ToString::to_string).collect();
+            names.extend(config.sparse_vectors.keys().map(ToString::to_string));
+            names.sort_unstable();
+            (dense, sparse, names)
+        };
+        let (dense, sparse, names) = layout;
+        let problem = match (dense, sparse) {
+            (Some((existing, _)), _) if existing != dimension => {
+                return Err(IndexError::DimensionMismatch {
+                    collection: collection.to_owned(),
+                    existing,
+                    requested: dimension,
+                });
+            }
+            (Some((_, Distance::Cosine)), Some(Modifier::Idf)) => return Ok(()),
+            (Some((_, distance)), Some(Modifier::Idf)) => {
+                format!("its dense vector {DENSE_VECTOR:?} uses {distance:?} distance, not Cosine")
+            }
+            (Some(_), Some(_)) => {
+                format!("its sparse vector {SPARSE_VECTOR:?} has no IDF modifier")
+            }
+            _ => format!(
+                "it has the vectors {names:?}, but grounded needs a dense {DENSE_VECTOR:?} and a \
+                 sparse {SPARSE_VECTOR:?} (collections made before hybrid search have no sparse \
+                 one)"
+            ),
+        };
+        let collection = collection.to_owned();
+        Err(IndexError::SchemaMismatch {
+            collection,
+            problem,
         })
     }
 
-    fn check_dimension(&self, collection: &str, requested: usize) -> Result<(), IndexError> {
-        let existing = self.dimension()?;
-        if existing != requested {
+    /// Fails unless the shard's dense vectors have `length` dimensions.
+    fn check_dimension(&self, collection: &str, length: usize) -> Result<(), IndexError> {
+        let existing = self.dimension().unwrap_or_default();
+        if existing != length {
             let collection = collection.to_owned();
             return Err(IndexError::DimensionMismatch {
                 collection,
                 existing,
-                requested,
+                requested: length,
             });
         }
         Ok(())
@@ -518,14 +566,9 @@ impl Shard {
         }
         let started = Instant::now();
         let count = points.len();
-        let dimension = self.dimension()?;
+        let dimension = self.dimension().unwrap_or_default();
         if let Some(point) = points.iter().find(|point| point.vector.len() != dimension) {
-            let (collection, requested) = (collection.to_owned(), point.vector.len());
-            return Err(IndexError::DimensionMismatch {
-                collection,
-                existing: dimension,
-                requested,
-            });
+            self.check_dimension(collection, point.vector.len())?;
         }
 
         self.write(upsert_operations(points)?)?;
@@ -581,18 +624,14 @@ impl Shard {
         }
     }
 
-    fn search(
-        &self,
-        collection: &str,
-        vector: Vec<f32>,
-        limit: usize,
-    ) -> Result<Vec<ScoredPoint>, IndexError> {
-        self.check_dimension(collection, vector.len())?;
-        if limit == 0 {
-            return Ok(Vec::new());
+    fn search(&self, collection: &str, query: &Query) -> Result<Vec<ScoredPoint>, IndexError> {
+        if query.mode != SearchMode::Sparse {
+            self.check_dimension(collection, query.dense.len())?;
         }
+        let Some(request) = query_request(query)? else {
+            return Ok(Vec::new());
+        };
 
-        let request = nearest_request(vector, limit);
         let hits = self
             .edge
             .query(request)
@@ -611,9 +650,9 @@ impl Shard {
     }
 }
 
-/// The payload keys of [`KEYWORD_FIELDS`] as index creations.
+/// The payload keys of [`INDEXED_FIELDS`] as index creations.
 fn keyword_indexes() -> Result<Vec<UpdateOperation>, IndexError> {
-    KEYWORD_FIELDS
+    INDEXED_FIELDS
         .iter()
         .map(|field| -> Result<UpdateOperation, IndexError> {
             let create = CreateIndex {
@@ -635,9 +674,67 @@ fn payload_key(field: &str) -> Result<JsonPath, IndexError> {
 
 /// Matches the points whose payload names `document`.
 fn document_filter(document: DocumentId) -> Result<Filter, IndexError> {
-    let value = Match::new_value(ValueVariants::String(document.to_string()));
-    let condition = FieldCondition::new_match(payload_key(DOCUMENT_ID_FIELD)?, value);
-    Ok(Filter::new_must(Condition::Field(condition)))
+    let condition = equals(payload_key(DOCUMENT_ID_FIELD)?, document.to_string());
+    Ok(Filter::new_must(condition))
+}
+
+/// A payload field equal to a string, or holding it among an array's values.
+fn equals(key: JsonPath, value: impl Into<String>) -> Condition {
+    let value = Match::new_value(ValueVariants::String(value.into()));
+    Condition::Field(FieldCondition::new_match(key, value))
+}
+
+/// Any of the conditions.
+fn any_of(conditions: Vec<Condition>) -> Condition {
+    Condition::Filter(Filter {
+        should: Some(conditions),
+        min_should: None,
+        must: None,
+        must_not: None,
+    })
+}
+
+/// The Qdrant filter of a [`PointFilter`]; `None` when it lets everything through.
+fn point_filter(filter: &PointFilter) -> Result<Option<Filter>, IndexError> {
+    if filter.is_empty() {
+        return Ok(None);
+    }
+
+    let mut must = Vec::new();
+    if let Some(prefix) = filter.normalized_path_prefix() {
+        must.push(equals(payload_key("path_prefixes")?, prefix));
+    }
+    if !filter.kinds.is_empty() {
+        let kinds = filter.kinds.iter().map(|kind| kind.as_str());
+        let kind_key = payload_key("kind")?;
+        must.push(any_of(
+            kinds.map(|kind| equals(kind_key.clone(), kind)).collect(),
+        ));
+    }
+    for tag in &filter.tags {
+        must.push(equals(payload_key("tags")?, tag.clone()));
+    }
+    for field in &filter.fields {
+        let key: JsonPath = field.key.parse().map_err(|()| IndexError::InvalidFilter {
+            filter: format!("{}={}", field.key, field.value),
+            message: format!("{:?} is not a payload field name", field.key),
+        })?;
+        let mut values = vec![ValueVariants::String(field.value.clone())];
+        values.extend(field.integer().map(ValueVariants::Integer));
+        values.extend(field.boolean().map(ValueVariants::Bool));
+        let conditions = values.into_iter().map(|value| {
+            let matched = FieldCondition::new_match(key.clone(), Match::new_value(value));
+            Condition::Field(matched)
+        });
+        must.push(any_of(conditions.collect()));
+    }
+
+    Ok(Some(Filter {
+        should: None,
+        min_should: None,
+        must: Some(must),
+        must_not: None,
+    }))
 }
 
 /// A point as Qdrant stores it: the chunk id as a uuid point id, the vector
@@ -656,7 +753,18 @@ fn point_struct(point: Point) -> Result<PointStructPersisted, IndexError> {
         });
     }
 
-    let vectors = Vectors::new_named([(DENSE_VECTOR, point.vector)]);
+    let mut vectors: Vec<(&str, Vector)> = vec![(DENSE_VECTOR, point.vector.into())];
+    if !point.sparse.is_empty() {
+        let sparse =
+            Vector::new_sparse(point.sparse.indices, point.sparse.values).map_err(|err| {
+                IndexError::Payload {
+                    id: point.id.to_string(),
+                    message: format!("invalid sparse vector: {err}"),
+                }
+            })?;
+        vectors.push((SPARSE_VECTOR, sparse));
+    }
+    let vectors = Vectors::new_named(vectors);
     Ok(PointStruct::new(PointId::Uuid(point.id.0), vectors, payload).into())
 }
 
@@ -681,23 +789,66 @@ fn upsert_operation(points: Vec<PointStructPersisted>) -> UpdateOperation {
     UpdateOperation::PointOperation(PointOperations::UpsertPoints(insert))
 }
 
-/// The `limit` points nearest to `vector` by the dense vector, with payload.
-fn nearest_request(vector: Vec<f32>, limit: usize) -> QueryRequest {
-    let nearest = NamedQuery {
-        query: VectorInternal::Dense(vector),
-        using: Some(DENSE_VECTOR.to_owned()),
+/// The shard query for `query`, with payload; `None` when it can find nothing
+/// (no limit, or a sparse query without terms).
+fn query_request(query: &Query) -> Result<Option<QueryRequest>, IndexError> {
+    let filter = point_filter(&query.filter)?;
+    let sparse = (!query.sparse.is_empty()).then(|| nearest_sparse(&query.sparse));
+    let dense = nearest(VectorInternal::Dense(query.dense.clone()), DENSE_VECTOR);
+
+    let (prefetches, scoring) = match (query.mode, sparse) {
+        _ if query.limit == 0 => return Ok(None),
+        (SearchMode::Dense, _) => (Vec::new(), dense),
+        (SearchMode::Sparse, None) => return Ok(None),
+        (SearchMode::Sparse, Some(sparse)) => (Vec::new(), sparse),
+        (SearchMode::Hybrid, None) => (Vec::new(), dense),
+        (SearchMode::Hybrid, Some(sparse)) => {
+            let prefetch = |scoring| Prefetch {
+                prefetches: Vec::new(),
+                query: Some(scoring),
+                limit: query.prefetch_limit(),
+                params: None,
+                filter: filter.clone(),
+                score_threshold: None,
+            };
+            let fusion = Fusion::Rrf {
+                k: query.rrf_k,
+                weights: None,
+            };
+            (
+                vec![prefetch(dense), prefetch(sparse)],
+                ScoringQuery::Fusion(fusion),
+            )
+        }
     };
-    QueryRequest {
-        prefetches: Vec::new(),
-        query: Some(ScoringQuery::Vector(QueryEnum::Nearest(nearest))),
-        filter: None,
-        score_threshold: None,
-        limit,
+
+    Ok(Some(QueryRequest {
+        prefetches,
+        query: Some(scoring),
+        filter,
+        score_threshold: query.min_score.map(OrderedFloat),
+        limit: query.limit,
         offset: 0,
         params: None,
         with_vector: WithVector::Bool(false),
         with_payload: WithPayloadInterface::Bool(true),
-    }
+    }))
+}
+
+fn nearest(vector: VectorInternal, using: &str) -> ScoringQuery {
+    let nearest = NamedQuery {
+        query: vector,
+        using: Some(using.to_owned()),
+    };
+    ScoringQuery::Vector(QueryEnum::Nearest(nearest))
+}
+
+fn nearest_sparse(sparse: &SparseVector) -> ScoringQuery {
+    let vector = qdrant_edge::SparseVector {
+        indices: sparse.indices.clone(),
+        values: sparse.values.clone(),
+    };
+    nearest(VectorInternal::Sparse(vector), SPARSE_VECTOR)
 }
 
 fn scored_point(hit: qdrant_edge::ScoredPoint) -> Result<ScoredPoint, IndexError> {
@@ -778,12 +929,15 @@ mod tests {
 
         let shard = Shard::load(&path).expect("reopened");
         assert_indexed(&shard);
-        assert_eq!(shard.dimension().expect("dimension"), 4);
+        assert_eq!(shard.dimension(), Some(4));
+        shard
+            .check_schema("books", 4)
+            .expect("the layout create makes");
     }
 
     fn assert_indexed(shard: &Shard) {
         let schema = shard.edge.info().payload_schema;
-        for field in KEYWORD_FIELDS {
+        for field in INDEXED_FIELDS {
             let key = payload_key(field).expect("key");
             let info = schema
                 .get(&key)

@@ -26,6 +26,19 @@ pub enum IndexError {
         requested: usize,
     },
 
+    /// A collection exists with vectors laid out otherwise than grounded lays
+    /// them out: other vector names, another distance, no IDF modifier (made by
+    /// another tool, or by a grounded before hybrid search).
+    #[error(
+        "collection {collection:?} cannot be used: {problem}; use another collection, or delete \
+         this one (`grounded collections delete {collection}`) and ingest again"
+    )]
+    SchemaMismatch { collection: String, problem: String },
+
+    /// A search filter that no backend could apply.
+    #[error("invalid filter {filter:?}: {message}")]
+    InvalidFilter { filter: String, message: String },
+
     /// A request that no backend could serve: an invalid collection name or a
     /// zero dimension.
     #[error("invalid request for collection {collection:?}: {message}")]

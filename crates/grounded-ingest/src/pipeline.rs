@@ -34,7 +34,9 @@ use grounded_core::{
     Chunk, ChunkId, Document, DocumentId, DocumentMetadata, DocumentState, content_hash,
 };
 use grounded_embed::{CachedEmbedder, Embedder};
-use grounded_index::{CollectionSpec, Point, PointPayload, VectorIndex};
+use grounded_index::{
+    CollectionSpec, Point, PointPayload, VectorIndex, english_bm25, path_prefixes,
+};
 use grounded_store::MetadataStore;
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -45,9 +47,10 @@ use crate::decode::decode_bytes;
 use crate::extract::{Extraction, extract_document};
 use crate::walk::{SourceFile, WalkOptions, walk_paths};
 
-/// The version of the extraction and chunking rules; raising it makes the next
-/// ingest re-chunk every document.
-pub const PIPELINE_VERSION: u32 = 1;
+/// The version of the extraction and chunking rules and of what a point
+/// carries; raising it makes the next ingest rewrite every document. Version
+/// 2 added the sparse vector, tags and path prefixes.
+pub const PIPELINE_VERSION: u32 = 2;
 
 /// How long a run waits for documents that another ingest has claimed.
 const CLAIM_WAIT: Duration = Duration::from_secs(600);
@@ -65,6 +68,21 @@ pub struct IngestOptions {
     pub prune: bool,
     /// How many chunks are embedded and indexed together.
     pub batch_chunks: usize,
+    /// Tags given to every document of the run, sorted and unique (see
+    /// [`normalize_tags`]); part of the settings, so retagging rewrites.
+    pub tags: Vec<String>,
+}
+
+/// Tags as a run stores them: trimmed, without empty ones, sorted, unique.
+pub fn normalize_tags(tags: &[String]) -> Vec<String> {
+    let mut tags: Vec<String> = tags
+        .iter()
+        .map(|tag| tag.trim().to_owned())
+        .filter(|tag| !tag.is_empty())
+        .collect();
+    tags.sort_unstable();
+    tags.dedup();
+    tags
 }
 
 /// Time spent in each stage of a run, summed over documents.
@@ -221,10 +239,11 @@ impl<'a> Ingestor<'a> {
     /// a document ingested under other settings is re-chunked.
     fn settings_hash(&self, options: &IngestOptions) -> String {
         let settings = format!(
-            "{PIPELINE_VERSION}\0{}\0{}\0{}",
+            "{PIPELINE_VERSION}\0{}\0{}\0{}\0{}",
             self.embedder.model_id(),
             options.chunking.max_tokens,
-            options.chunking.overlap_tokens
+            options.chunking.overlap_tokens,
+            normalize_tags(&options.tags).join("\x1f")
         );
         content_hash(settings.as_bytes())
     }
@@ -541,6 +560,7 @@ impl<'a> Ingestor<'a> {
             metadata: DocumentMetadata {
                 encoding: Some(decoded.encoding.to_string()),
                 size_bytes: bytes.len() as u64,
+                tags: normalize_tags(&options.tags),
             },
         };
         let chunks = drafts
@@ -743,10 +763,12 @@ fn chunk_from_draft(document: DocumentId, draft: ChunkDraft) -> Chunk {
     }
 }
 
+/// A chunk as a point: its embedding, its BM25 terms and what a hit shows.
 fn point(document: &Document, chunk: &Chunk, vector: Vec<f32>) -> Point {
     Point {
         id: chunk.id,
         vector,
+        sparse: english_bm25().document(&chunk.text),
         payload: PointPayload {
             document_id: document.id,
             source_path: document.source_path.clone(),
@@ -755,6 +777,8 @@ fn point(document: &Document, chunk: &Chunk, vector: Vec<f32>) -> Point {
             ordinal: chunk.ordinal,
             text: chunk.text.clone(),
             location: chunk.location.clone(),
+            tags: document.metadata.tags.clone(),
+            path_prefixes: path_prefixes(&document.source_path),
         },
     }
 }

@@ -576,7 +576,9 @@ mod index_failure {
     use async_trait::async_trait;
     use grounded_core::{ChunkId, DocumentId, DocumentState};
     use grounded_embed::{MiniLm, resolve_model_files};
-    use grounded_index::{CollectionSpec, EdgeIndex, IndexError, Point, ScoredPoint, VectorIndex};
+    use grounded_index::{
+        CollectionSpec, EdgeIndex, IndexError, Point, Query, ScoredPoint, VectorIndex,
+    };
     use grounded_ingest::pipeline::NoProgress;
     use grounded_ingest::{ChunkConfig, IngestOptions, Ingestor, WalkOptions};
     use grounded_store::{MetadataStore, SqliteStore};
@@ -640,10 +642,9 @@ mod index_failure {
         async fn search(
             &self,
             collection: &str,
-            vector: &[f32],
-            limit: usize,
+            query: &Query,
         ) -> Result<Vec<ScoredPoint>, IndexError> {
-            self.inner.search(collection, vector, limit).await
+            self.inner.search(collection, query).await
         }
         async fn count(&self, collection: &str) -> Result<usize, IndexError> {
             self.inner.count(collection).await
@@ -663,6 +664,7 @@ mod index_failure {
             walk: WalkOptions::default(),
             prune: false,
             batch_chunks: 1,
+            tags: Vec::new(),
         }
     }
 
@@ -724,7 +726,8 @@ mod index_failure {
         assert_eq!(interrupted.len(), 1, "{documents:?}");
         let old = store.document_chunks(interrupted[0].id).await.unwrap();
         assert!(!old.is_empty() && !old[0].text.contains("Edited once"));
-        let hits = edge.search("notes", &[0.1; 384], 100).await.unwrap();
+        let query = Query::dense(vec![0.1; 384], 100);
+        let hits = edge.search("notes", &query).await.unwrap();
         let ids: Vec<ChunkId> = hits.iter().map(|hit| hit.id).collect();
         let visible = store.visible_chunks(&ids).await.unwrap();
         for chunk in &old {

@@ -4,8 +4,10 @@
 //! [`retrieve`] finds the hits for a query, [`prompt`] turns hits into
 //! numbered sources and OpenAI-style chat messages fitted to a token budget,
 //! and [`extractive`] answers with no chat model by picking the source
-//! sentences closest to the question.
+//! sentences closest to the question. [`eval`] measures retrieval quality
+//! (nDCG, recall) against judged queries.
 
+pub mod eval;
 pub mod extractive;
 pub mod prompt;
 pub mod retrieve;

@@ -25,6 +25,7 @@ fn document(path: &str) -> Document {
         metadata: DocumentMetadata {
             encoding: Some("UTF-8".into()),
             size_bytes: 42,
+            tags: vec!["a".into(), "b".into()],
         },
     }
 }

@@ -13,12 +13,15 @@ use crate::output;
 
 pub async fn run(global: &GlobalArgs, args: AskArgs) -> anyhow::Result<()> {
     let context = Context::open(global).await?;
-    let collection = collection_name(&args.collection.collection)?.to_string();
+    let collection = collection_name(&args.collection.collection)?;
+    let request = args
+        .retrieval
+        .request(collection, &args.question, args.top_k);
     let budget = PromptBudget {
         max_prompt_tokens: args.prompt_tokens,
     };
 
-    let (prompt, answer) = ask(&context, &collection, &args.question, args.top_k, budget).await?;
+    let (prompt, answer) = ask(&context, &request, budget).await?;
     match (args.json, args.show_prompt) {
         (true, true) => {
             let both = serde_json::json!({ "prompt": prompt.messages, "answer": answer });
@@ -36,20 +39,14 @@ pub async fn run(global: &GlobalArgs, args: AskArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Retrieves sources for `question`, composes the prompt and answers it.
+/// Retrieves sources for the request's query, composes the prompt and answers it.
 pub async fn ask(
     context: &Context,
-    collection: &str,
-    question: &str,
-    top_k: usize,
+    request: &SearchRequest,
     budget: PromptBudget,
 ) -> anyhow::Result<(GroundedPrompt, Answer)> {
-    let request = SearchRequest {
-        collection: collection.to_string(),
-        query: question.to_string(),
-        limit: top_k,
-    };
-    let hits = context.search(&request).await?;
+    let question = request.query.as_str();
+    let hits = context.search(request).await?;
 
     let tokenizer = context.embedder.tokenizer();
     let count_tokens = |text: &str| {

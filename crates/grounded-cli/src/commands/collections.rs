@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use grounded_index::{EdgeIndex, VectorIndex};
+use grounded_index::VectorIndex;
 use grounded_store::MetadataStore;
 use serde::Serialize;
 
@@ -22,16 +22,20 @@ struct CollectionSummary {
 
 pub async fn run(global: &GlobalArgs, command: CollectionsCommand) -> anyhow::Result<()> {
     let store = open_metadata_store(global).await?;
-    let index = open_index(global)?;
+    let (index, _) = open_index(global).await?;
     let result = match command {
-        CollectionsCommand::List { json } => list(store.as_ref(), &index, json).await,
-        CollectionsCommand::Delete { name } => delete(store.as_ref(), &index, &name).await,
+        CollectionsCommand::List { json } => list(store.as_ref(), index.as_ref(), json).await,
+        CollectionsCommand::Delete { name } => delete(store.as_ref(), index.as_ref(), &name).await,
     };
     store.close().await;
     result
 }
 
-async fn list(store: &dyn MetadataStore, index: &EdgeIndex, json: bool) -> anyhow::Result<()> {
+async fn list(
+    store: &dyn MetadataStore,
+    index: &dyn VectorIndex,
+    json: bool,
+) -> anyhow::Result<()> {
     let summaries = summaries(store, index).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&summaries)?);
@@ -55,7 +59,7 @@ async fn list(store: &dyn MetadataStore, index: &EdgeIndex, json: bool) -> anyho
 /// Every collection that the store or the index knows, sorted by name.
 async fn summaries(
     store: &dyn MetadataStore,
-    index: &EdgeIndex,
+    index: &dyn VectorIndex,
 ) -> anyhow::Result<Vec<CollectionSummary>> {
     let in_index: BTreeSet<String> = index.list_collections().await?.into_iter().collect();
     let mut names: BTreeSet<String> = store.collections().await?.into_iter().collect();
@@ -82,7 +86,11 @@ async fn summaries(
 /// Deletes the store's record first, so that the points become invisible at
 /// once; a run killed before the index is deleted leaves only invisible
 /// points, which deleting again removes.
-async fn delete(store: &dyn MetadataStore, index: &EdgeIndex, name: &str) -> anyhow::Result<()> {
+async fn delete(
+    store: &dyn MetadataStore,
+    index: &dyn VectorIndex,
+    name: &str,
+) -> anyhow::Result<()> {
     let name = collection_name(name)?;
     let summary = summaries(store, index)
         .await?

@@ -33,24 +33,46 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
 
     let ingest_args = demo_ingest_args(&book);
     let options = ingest::options(&ingest_args, &context.embedder)?;
-    let report = ingest::ingest(&context, &ingest_args.paths, &options).await?;
+    let report = match ingest::ingest(&context, &ingest_args.paths, &options).await {
+        Err(error) if is_schema_mismatch(&error) => {
+            // The demo owns its collection: one of an older layout is rebuilt,
+            // from the embedding cache.
+            println!("rebuilding collection {COLLECTION:?}, made by an older grounded: {error}");
+            context.store.delete_collection(COLLECTION).await?;
+            context.index.delete_collection(COLLECTION).await?;
+            ingest::ingest(&context, &ingest_args.paths, &options).await?
+        }
+        result => result?,
+    };
     output::print_ingest_report(&report);
 
     for query in SEARCHES {
         println!();
-        let request = grounded_query::SearchRequest {
-            collection: COLLECTION.into(),
-            query: (*query).into(),
-            limit: 5,
-        };
+        let request = grounded_query::SearchRequest::new(COLLECTION, *query, 5);
         output::print_hits(query, &context.search(&request).await?);
     }
 
     println!();
-    let (_, answer) = ask::ask(&context, COLLECTION, QUESTION, 5, PromptBudget::default()).await?;
+    let request = grounded_query::SearchRequest::new(COLLECTION, QUESTION, 5);
+    let (_, answer) = ask::ask(&context, &request, PromptBudget::default()).await?;
     output::print_answer(QUESTION, &answer);
     context.close().await;
     Ok(())
+}
+
+fn is_schema_mismatch(error: &anyhow::Error) -> bool {
+    let index_error = error.chain().find_map(|cause| {
+        let ingest = cause.downcast_ref::<grounded_ingest::IngestError>();
+        let index = ingest.and_then(|ingest| match ingest {
+            grounded_ingest::IngestError::Index(index) => Some(index),
+            _ => None,
+        });
+        index.or_else(|| cause.downcast_ref::<grounded_index::IndexError>())
+    });
+    matches!(
+        index_error,
+        Some(grounded_index::IndexError::SchemaMismatch { .. })
+    )
 }
 
 fn demo_ingest_args(book: &Path) -> IngestArgs {
@@ -66,6 +88,7 @@ fn demo_ingest_args(book: &Path) -> IngestArgs {
         batch_chunks: 128,
         prune: true,
         excludes: book::excludes(),
+        tags: Vec::new(),
         json: false,
     }
 }

@@ -58,6 +58,7 @@ pub fn options(args: &IngestArgs, embedder: &dyn Embedder) -> anyhow::Result<Ing
         },
         prune: args.prune,
         batch_chunks: args.batch_chunks as usize,
+        tags: grounded_ingest::normalize_tags(&args.tags),
     })
 }
 
@@ -67,7 +68,11 @@ pub async fn ingest(
     paths: &[PathBuf],
     options: &IngestOptions,
 ) -> anyhow::Result<IngestReport> {
-    let ingestor = Ingestor::new(&context.embedder, context.store.as_ref(), &context.index);
+    let ingestor = Ingestor::new(
+        &context.embedder,
+        context.store.as_ref(),
+        context.index.as_ref(),
+    );
     let progress = BarProgress::new();
     let report = ingestor.run(paths, options, &progress).await?;
     progress.bar.finish_and_clear();

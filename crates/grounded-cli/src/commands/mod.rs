@@ -4,6 +4,7 @@ pub mod ask;
 pub mod cache;
 pub mod collections;
 pub mod demo;
+pub mod eval;
 pub mod ingest;
 pub mod migrate;
 pub mod search;

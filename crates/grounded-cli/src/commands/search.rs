@@ -1,18 +1,13 @@
 //! `grounded search`: ranked hits for a query.
 
-use grounded_query::SearchRequest;
-
 use crate::cli::{GlobalArgs, SearchArgs};
 use crate::context::{Context, collection_name};
 use crate::output;
 
 pub async fn run(global: &GlobalArgs, args: SearchArgs) -> anyhow::Result<()> {
     let context = Context::open(global).await?;
-    let request = SearchRequest {
-        collection: collection_name(&args.collection.collection)?.to_string(),
-        query: args.query,
-        limit: args.top_k,
-    };
+    let collection = collection_name(&args.collection.collection)?;
+    let request = args.retrieval.request(collection, &args.query, args.top_k);
 
     let hits = context.search(&request).await?;
     if args.json {
