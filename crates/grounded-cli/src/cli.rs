@@ -52,7 +52,12 @@ pub struct GlobalArgs {
     /// A Qdrant server or cluster (gRPC, e.g. http://localhost:6334) to keep
     /// the points in [default: Qdrant Edge in process, under the data
     /// directory]. Its API key is read from GROUNDED_QDRANT_API_KEY.
-    #[arg(long, global = true, env = "GROUNDED_QDRANT_URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "GROUNDED_QDRANT_URL",
+        hide_env_values = true
+    )]
     pub qdrant_url: Option<String>,
 
     /// The Qdrant server's API key.
@@ -191,10 +196,11 @@ pub struct RetrievalArgs {
 
     /// Drop hits scoring below this: cosine similarity in dense mode, BM25
     /// in sparse mode, the fused rank score in hybrid mode.
-    #[arg(long, value_name = "SCORE")]
+    #[arg(long, value_name = "SCORE", value_parser = finite_score, allow_negative_numbers = true)]
     pub min_score: Option<f32>,
 
-    /// Only files at or under this path, as ingested (whole components).
+    /// Only files at or under this directory, or this file (whole path
+    /// components; an existing path is resolved as ingest resolves it).
     #[arg(long = "path", value_name = "PATH")]
     pub path_prefix: Option<String>,
 
@@ -245,7 +251,7 @@ impl RetrievalArgs {
         limit: usize,
     ) -> grounded_query::SearchRequest {
         let filter = grounded_index::PointFilter {
-            path_prefix: self.path_prefix.clone(),
+            path_prefix: self.path_prefix.as_deref().map(resolve_path),
             kinds: self.kinds.clone(),
             tags: self.tags.clone(),
             fields: self.fields.clone(),
@@ -257,6 +263,22 @@ impl RetrievalArgs {
             rrf_k: self.rrf_k,
             ..grounded_query::SearchRequest::new(collection, query, limit)
         }
+    }
+}
+
+fn finite_score(value: &str) -> Result<f32, String> {
+    match value.parse::<f32>() {
+        Ok(score) if score.is_finite() => Ok(score),
+        _ => Err(format!("{value:?} is not a finite number")),
+    }
+}
+
+/// A path as ingest records source paths: absolute, without symbolic links,
+/// when it exists here; as given otherwise (a path of another machine).
+fn resolve_path(path: &str) -> String {
+    match std::fs::canonicalize(path) {
+        Ok(resolved) => resolved.display().to_string(),
+        Err(_) => path.to_owned(),
     }
 }
 

@@ -285,6 +285,27 @@ fn modes_and_filters_narrow_the_hits(workspace: &Workspace) {
     let sibling = format!("{}2", workspace.corpus.display());
     assert!(hits(workspace, "ownership", &["--path", &sibling]).is_empty());
 
+    // A relative path is resolved as ingest resolves its paths.
+    let output = workspace
+        .command(&[
+            "search",
+            "ownership",
+            "--json",
+            "--path",
+            "./book/ch16-01-threads.md",
+        ])
+        .current_dir(workspace.corpus.parent().unwrap())
+        .output()
+        .unwrap();
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let found = result["hits"].as_array().unwrap();
+    assert!(!found.is_empty(), "{result}");
+    assert!(
+        found
+            .iter()
+            .all(|hit| file_name(hit) == "ch16-01-threads.md")
+    );
+
     assert!(hits(workspace, "ownership", &["--kind", "html"]).is_empty());
     assert_eq!(
         hits(
@@ -377,13 +398,13 @@ fn eval_scores_a_small_benchmark_and_names_a_bad_line() {
             "Beekeepers smoke the hive before lifting frames of honeycomb.",
         ),
     ];
-    let lines: Vec<String> = corpus
+    let corpus_lines: Vec<String> = corpus
         .iter()
         .map(|(id, title, text)| {
             serde_json::json!({"_id": id, "title": title, "text": text}).to_string()
         })
         .collect();
-    std::fs::write(dataset.join("corpus.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(dataset.join("corpus.jsonl"), corpus_lines.join("\n")).unwrap();
     let queries = [
         ("q1", "who trims the lighthouse lamp"),
         ("q2", "wild yeast starter for bread"),
@@ -431,6 +452,14 @@ fn eval_scores_a_small_benchmark_and_names_a_bad_line() {
     let stderr = failing(&data, &["eval", dataset.to_str().unwrap()]);
     assert!(
         stderr.contains("test.tsv:2: expected query-id<TAB>corpus-id<TAB>score"),
+        "{stderr}"
+    );
+
+    let twice = format!("{}\n{}", corpus_lines[0], corpus_lines[0]);
+    std::fs::write(dataset.join("corpus.jsonl"), twice).unwrap();
+    let stderr = failing(&data, &["eval", dataset.to_str().unwrap()]);
+    assert!(
+        stderr.contains("the document id \"d1\" appears twice"),
         "{stderr}"
     );
 }

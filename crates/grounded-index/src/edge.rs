@@ -10,7 +10,7 @@
 //! This module is not a general Qdrant wrapper: it stores one named dense
 //! vector per point ([`DENSE_VECTOR`], cosine distance), one named sparse
 //! vector ([`SPARSE_VECTOR`], with the IDF modifier) and the payload that
-//! [`PointPayload`] describes, and nothing else. Hybrid queries run both
+//! [`PointPayload`](crate::PointPayload) describes, and nothing else. Hybrid queries run both
 //! vectors as prefetches fused by reciprocal rank fusion inside the shard.
 //!
 //! Two properties of qdrant-edge 0.7.0 shape the code below:
@@ -50,8 +50,8 @@ use qdrant_edge::{
 use serde_json::Value;
 
 use crate::{
-    CollectionSpec, DENSE_VECTOR, INDEXED_FIELDS, IndexError, Point, PointFilter, PointPayload,
-    Query, SPARSE_VECTOR, ScoredPoint, SearchMode, SparseVector, VectorIndex,
+    CollectionSpec, DENSE_VECTOR, INDEXED_FIELDS, IndexError, Point, PointFilter, Query,
+    SPARSE_VECTOR, ScoredPoint, SearchMode, SparseVector, VectorIndex,
 };
 
 /// The file every shard directory holds; its presence marks a collection.
@@ -801,8 +801,7 @@ fn query_request(query: &Query) -> Result<Option<QueryRequest>, IndexError> {
         (SearchMode::Dense, _) => (Vec::new(), dense),
         (SearchMode::Sparse, None) => return Ok(None),
         (SearchMode::Sparse, Some(sparse)) => (Vec::new(), sparse),
-        (SearchMode::Hybrid, None) => (Vec::new(), dense),
-        (SearchMode::Hybrid, Some(sparse)) => {
+        (SearchMode::Hybrid, sparse) => {
             let prefetch = |scoring| Prefetch {
                 prefetches: Vec::new(),
                 query: Some(scoring),
@@ -815,10 +814,11 @@ fn query_request(query: &Query) -> Result<Option<QueryRequest>, IndexError> {
                 k: query.rrf_k,
                 weights: None,
             };
-            (
-                vec![prefetch(dense), prefetch(sparse)],
-                ScoringQuery::Fusion(fusion),
-            )
+            // A query without terms fuses the dense list alone, so that its
+            // scores are still fused scores.
+            let mut prefetches = vec![prefetch(dense)];
+            prefetches.extend(sparse.map(prefetch));
+            (prefetches, ScoringQuery::Fusion(fusion))
         }
     };
 
@@ -857,16 +857,7 @@ fn scored_point(hit: qdrant_edge::ScoredPoint) -> Result<ScoredPoint, IndexError
         id: id.to_string(),
         message: "the point has no payload".to_owned(),
     })?;
-    let payload: PointPayload =
-        serde_json::from_value(Value::Object(payload.0)).map_err(|err| IndexError::Payload {
-            id: id.to_string(),
-            message: err.to_string(),
-        })?;
-    Ok(ScoredPoint {
-        id,
-        score: hit.score,
-        payload,
-    })
+    ScoredPoint::from_json(id, hit.score, Value::Object(payload.0))
 }
 
 fn chunk_id(id: PointId) -> Result<ChunkId, IndexError> {

@@ -29,16 +29,18 @@ pub struct PointFilter {
 
 impl PointFilter {
     pub fn is_empty(&self) -> bool {
-        self.path_prefix.is_none()
+        self.normalized_path_prefix().is_none()
             && self.kinds.is_empty()
             && self.tags.is_empty()
             && self.fields.is_empty()
     }
 
-    /// The path prefix in the form [`path_prefixes`] stores it.
+    /// The path prefix in the form [`path_prefixes`] stores it; `None` when
+    /// there is none or it names no component (`/`, `.`), which every path
+    /// passes.
     pub fn normalized_path_prefix(&self) -> Option<String> {
         let prefix = self.path_prefix.as_deref()?;
-        Some(path_prefixes(prefix).pop().unwrap_or_default())
+        path_prefixes(prefix).pop()
     }
 }
 

@@ -148,6 +148,17 @@ pub struct ScoredPoint {
     pub payload: PointPayload,
 }
 
+impl ScoredPoint {
+    /// A hit whose payload arrives as a JSON object, as both backends return it.
+    fn from_json(id: ChunkId, score: f32, payload: serde_json::Value) -> Result<Self, IndexError> {
+        let payload = serde_json::from_value(payload).map_err(|err| IndexError::Payload {
+            id: id.to_string(),
+            message: err.to_string(),
+        })?;
+        Ok(Self { id, score, payload })
+    }
+}
+
 /// The shape of a collection's vectors; checked against the embedder in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CollectionSpec {

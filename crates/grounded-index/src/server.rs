@@ -10,7 +10,7 @@
 //! This module is not a general Qdrant client: it stores the same points as
 //! the Edge backend (one dense cosine vector [`DENSE_VECTOR`], one sparse
 //! vector [`SPARSE_VECTOR`] with the IDF modifier, the payload that
-//! [`PointPayload`] describes) and answers the same queries with the same
+//! [`PointPayload`](crate::PointPayload) describes) and answers the same queries with the same
 //! meaning; `edge.rs` is the reference for what each call means.
 //!
 //! Writes go in batches of [`ServerOptions::upsert_batch`] points, a few
@@ -52,8 +52,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    CollectionSpec, DENSE_VECTOR, INDEXED_FIELDS, IndexError, Point, PointFilter, PointPayload,
-    Query, SPARSE_VECTOR, ScoredPoint, SearchMode, SparseVector, VectorIndex,
+    CollectionSpec, DENSE_VECTOR, INDEXED_FIELDS, IndexError, Point, PointFilter, Query,
+    SPARSE_VECTOR, ScoredPoint, SearchMode, SparseVector, VectorIndex,
 };
 
 /// The payload field that ties a point to its document.
@@ -776,12 +776,10 @@ fn query_request(
         .with_vectors(false);
     request = match (query.mode, sparse) {
         _ if query.limit == 0 => return Ok(None),
-        (SearchMode::Dense, _) | (SearchMode::Hybrid, None) => {
-            request.query(dense()).using(DENSE_VECTOR)
-        }
+        (SearchMode::Dense, _) => request.query(dense()).using(DENSE_VECTOR),
         (SearchMode::Sparse, None) => return Ok(None),
         (SearchMode::Sparse, Some(sparse)) => request.query(sparse).using(SPARSE_VECTOR),
-        (SearchMode::Hybrid, Some(sparse)) => {
+        (SearchMode::Hybrid, sparse) => {
             let prefetch = |scoring: QdrantQuery, using: &str| {
                 let prefetch = PrefetchQueryBuilder::default()
                     .query(scoring)
@@ -793,10 +791,13 @@ fn query_request(
                 }
             };
             let k = u32::try_from(query.rrf_k).unwrap_or(u32::MAX);
-            request
-                .add_prefetch(prefetch(dense(), DENSE_VECTOR))
-                .add_prefetch(prefetch(sparse, SPARSE_VECTOR))
-                .query(QdrantQuery::new_rrf(RrfBuilder::with_k(k)))
+            // A query without terms fuses the dense list alone, so that its
+            // scores are still fused scores.
+            request = request.add_prefetch(prefetch(dense(), DENSE_VECTOR));
+            if let Some(sparse) = sparse {
+                request = request.add_prefetch(prefetch(sparse, SPARSE_VECTOR));
+            }
+            request.query(QdrantQuery::new_rrf(RrfBuilder::with_k(k)))
         }
     };
     if let Some(filter) = filter {
@@ -940,16 +941,7 @@ fn chunk_id(id: Option<PointId>) -> Result<ChunkId, IndexError> {
 fn scored_point(hit: qdrant_client::qdrant::ScoredPoint) -> Result<ScoredPoint, IndexError> {
     let id = chunk_id(hit.id)?;
     let payload = Value::from(Payload::from(hit.payload));
-    let payload: PointPayload =
-        serde_json::from_value(payload).map_err(|err| IndexError::Payload {
-            id: id.to_string(),
-            message: err.to_string(),
-        })?;
-    Ok(ScoredPoint {
-        id,
-        score: hit.score,
-        payload,
-    })
+    ScoredPoint::from_json(id, hit.score, payload)
 }
 
 /// The gRPC code and message of a response error.
@@ -1001,14 +993,38 @@ fn retry_after(err: &QdrantError) -> Duration {
 
 /// A request's error without the response metadata that qdrant-client's
 /// own message appends.
+/// An error as messages show it, without the user and password of any URL
+/// in it (the client quotes the URL it failed to connect to).
 fn describe(err: &QdrantError) -> String {
-    match grpc_status(err) {
+    let text = match grpc_status(err) {
         Some((code, message)) => {
             let code = grpc_code_name(code);
             format!("{code}: {message}")
         }
         None => err.to_string(),
+    };
+    without_user_info(&text)
+}
+
+/// `text` with the `user:password@` of every `scheme://user:password@host` removed.
+fn without_user_info(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority.rfind('@') {
+            Some(user_end) => out.push_str(&authority[user_end + 1..]),
+            None => out.push_str(authority),
+        }
+        rest = &after[authority_end..];
     }
+    out.push_str(rest);
+    out
 }
 
 fn grpc_code_name(code: i32) -> String {
@@ -1052,6 +1068,15 @@ mod tests {
 
     use super::*;
     use crate::FieldMatch;
+
+    #[test]
+    fn user_info_is_dropped_from_error_text() {
+        let text = "Failed to connect to http://user:pw@127.0.0.1:1/, then https://a@b/c and x://y";
+        assert_eq!(
+            without_user_info(text),
+            "Failed to connect to http://127.0.0.1:1/, then https://b/c and x://y"
+        );
+    }
 
     #[test]
     fn user_info_is_dropped_from_urls() {

@@ -62,6 +62,22 @@ struct EvalReport {
 
 pub async fn run(global: &GlobalArgs, args: EvalArgs) -> anyhow::Result<()> {
     let dataset = Dataset::read(&args.dataset, &args.split)?;
+    let modes = chosen_modes(&args.modes);
+    let mut judged: Vec<(&String, &Judgments)> = dataset
+        .qrels
+        .iter()
+        .filter(|(id, _)| dataset.queries.contains_key(*id))
+        .collect();
+    judged.sort_by(|a, b| a.0.cmp(b.0));
+    judged.truncate(args.limit_queries.unwrap_or(usize::MAX));
+    if judged.is_empty() {
+        anyhow::bail!(
+            "no query of {} has a relevance judgment in qrels/{}.tsv to score",
+            args.dataset.display(),
+            args.split
+        );
+    }
+
     let context = Context::open(global).await?;
     let collection = format!("eval-{}", dataset.name);
 
@@ -76,15 +92,6 @@ pub async fn run(global: &GlobalArgs, args: EvalArgs) -> anyhow::Result<()> {
         elapsed_ms = report.elapsed_ms,
         "eval corpus ingested"
     );
-
-    let modes = chosen_modes(&args.modes);
-    let mut judged: Vec<(&String, &Judgments)> = dataset
-        .qrels
-        .iter()
-        .filter(|(id, _)| dataset.queries.contains_key(*id))
-        .collect();
-    judged.sort_by(|a, b| a.0.cmp(b.0));
-    judged.truncate(args.limit_queries.unwrap_or(usize::MAX));
 
     let retriever = Retriever::new(
         &context.embedder,
@@ -212,7 +219,26 @@ fn write_corpus(dir: &Path, dataset: &Dataset) -> anyhow::Result<HashMap<String,
         }
         files.insert(path.display().to_string(), id.clone());
     }
+    remove_stale_files(&root, &files)?;
     Ok(files)
+}
+
+/// Removes the text files of documents the dataset no longer has (an earlier
+/// version of it, or another dataset of the same name), so that the ingest's
+/// prune removes them from the collection too.
+fn remove_stale_files(root: &Path, files: &HashMap<String, String>) -> anyhow::Result<()> {
+    let entries =
+        std::fs::read_dir(root).with_context(|| format!("failed to list {}", root.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let stale = path.extension().is_some_and(|extension| extension == "txt")
+            && !files.contains_key(&path.display().to_string());
+        if stale {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("failed to remove {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// A corpus id as a file name: characters other than letters, digits, `-`
@@ -231,6 +257,13 @@ fn file_stem(id: &str) -> String {
 impl Dataset {
     /// Reads `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv` under `dir`.
     fn read(dir: &Path, split: &str) -> anyhow::Result<Self> {
+        if dir.is_file() {
+            anyhow::bail!(
+                "{} is a file; give the benchmark's directory, which holds corpus.jsonl, \
+                 queries.jsonl and qrels/",
+                dir.display()
+            );
+        }
         if !dir.is_dir() {
             anyhow::bail!("benchmark directory {} does not exist", dir.display());
         }
@@ -246,6 +279,10 @@ impl Dataset {
             let text = string_field(value, "text")?;
             Some((id, title.trim().to_owned(), text))
         })?;
+        check_unique_ids(
+            &dir.join("corpus.jsonl"),
+            corpus.iter().map(|(id, _, _)| id),
+        )?;
         let queries = read_jsonl(&dir.join("queries.jsonl"), |value| {
             Some((string_field(value, "_id")?, string_field(value, "text")?))
         })?
@@ -259,6 +296,21 @@ impl Dataset {
             qrels,
         })
     }
+}
+
+/// Fails on an empty corpus or one that lists an id twice: the figures
+/// would silently describe another corpus than the file.
+fn check_unique_ids<'a>(path: &Path, ids: impl Iterator<Item = &'a String>) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            anyhow::bail!("{}: the document id {id:?} appears twice", path.display());
+        }
+    }
+    if seen.is_empty() {
+        anyhow::bail!("{} holds no documents", path.display());
+    }
+    Ok(())
 }
 
 fn string_field(value: &Value, key: &str) -> Option<String> {
@@ -294,14 +346,20 @@ fn read_jsonl<T>(path: &Path, parse: impl Fn(&Value) -> Option<T>) -> anyhow::Re
     Ok(items)
 }
 
-/// `query-id<TAB>corpus-id<TAB>score` lines after a header; rows scored 0 are
-/// judged not relevant and dropped.
+/// `query-id<TAB>corpus-id<TAB>score` lines, after a header line if there is
+/// one (a first line whose score is not a number); rows scored 0 are judged
+/// not relevant and dropped.
 fn read_qrels(path: &Path) -> anyhow::Result<HashMap<String, Judgments>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read the relevance judgments {}", path.display()))?;
     let mut qrels: HashMap<String, Judgments> = HashMap::new();
-    for (number, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
+    for (number, line) in text.lines().enumerate() {
+        let is_header = number == 0
+            && line
+                .rsplit('\t')
+                .next()
+                .is_some_and(|score| score.trim().parse::<i64>().is_err());
+        if is_header || line.trim().is_empty() {
             continue;
         }
         let fields: Vec<&str> = line.split('\t').collect();

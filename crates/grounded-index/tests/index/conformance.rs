@@ -223,12 +223,15 @@ pub async fn a_query_of_stop_words_finds_nothing_by_terms(fx: &Fixture) {
             .is_empty()
     );
 
-    // Hybrid falls back to the embedding alone, with cosine scores.
+    // Hybrid fuses the embedding's list alone: its ranking, with fused
+    // scores (the first of one list scores 1 / k), so that --min-score
+    // means the same in hybrid mode whatever the query's words.
     let hybrid = query(SearchMode::Hybrid, &RANKING_VECTOR, "what is it", 10);
     let hits = index.search(&r.collection, &hybrid).await.unwrap();
     assert_eq!(hits.len(), 5);
     assert_eq!(hits[0].id, r.dense_best.id);
-    assert!((hits[0].score - 1.0).abs() < 1e-4, "{}", hits[0].score);
+    let first = 1.0 / hybrid.rrf_k as f32;
+    assert!((hits[0].score - first).abs() < 1e-6, "{}", hits[0].score);
 }
 
 fn ids_set(hits: &[ScoredPoint]) -> BTreeSet<ChunkId> {
@@ -890,7 +893,8 @@ pub async fn concurrent_writers_to_one_collection_all_land(fx: &Fixture) {
 /// Two processes that create the same new collection at once both end up
 /// with it, neither failing on the other's half-made one.
 pub async fn two_processes_creating_one_collection_both_succeed(fx: &Fixture) {
-    for round in 0..3 {
+    // Several rounds: on Edge the race is in the files, and one round may not hit it.
+    for round in 0..5 {
         let books = fx.collection(&format!("race{round}"));
         let creators: Vec<_> = (0..2)
             .map(|_| {

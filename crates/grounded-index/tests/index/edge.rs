@@ -281,31 +281,3 @@ async fn a_released_collection_opens_in_the_other_process_with_its_writes() {
     assert_eq!(first.count("books").await.unwrap(), 5);
     assert_eq!(ids_of(&*first, "books", document("a")).await, ids(&written));
 }
-
-/// Two processes that create the same new collection at once both end up
-/// with it, neither failing on the other's half-made shard; more rounds
-/// than the conformance test, since the race is in the files.
-#[tokio::test(flavor = "multi_thread")]
-async fn two_processes_creating_one_shard_both_succeed() {
-    for round in 0..5 {
-        let dir = tempfile::tempdir().unwrap();
-        let creators: Vec<_> = (0..2)
-            .map(|_| {
-                let index = EdgeIndex::open(dir.path()).unwrap();
-                tokio::spawn(async move {
-                    index.ensure_collection("books", SPEC).await?;
-                    index.release("books").await
-                })
-            })
-            .collect();
-        for creator in creators {
-            creator
-                .await
-                .unwrap()
-                .unwrap_or_else(|err| panic!("round {round}: {err}"));
-        }
-        let index = EdgeIndex::open(dir.path()).unwrap();
-        assert_eq!(index.list_collections().await.unwrap(), ["books"]);
-        assert_eq!(index.count("books").await.unwrap(), 0);
-    }
-}
