@@ -795,8 +795,9 @@ fn upsert_operation(points: Vec<PointStructPersisted>) -> UpdateOperation {
 /// Hits whose fused scores tie (one at rank r of the dense list only, one at
 /// rank r of the sparse list only) come back in no fixed order, because the
 /// shard searches its segments in parallel: repeated hybrid searches can
-/// order tied hits differently, which moved SciFact's nDCG@10 by up to 0.003
-/// between runs. Nothing breaks the tie by point id yet.
+/// order tied hits differently. The retriever orders its candidates by score
+/// and then chunk id; only which tied point falls just past `limit` can
+/// still differ between runs.
 fn query_request(query: &Query) -> Result<Option<QueryRequest>, IndexError> {
     let filter = point_filter(&query.filter)?;
     let sparse = (!query.sparse.is_empty()).then(|| nearest_sparse(&query.sparse));

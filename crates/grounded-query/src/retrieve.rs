@@ -121,9 +121,14 @@ impl<'a> Retriever<'a> {
 
     async fn visible_hits(
         &self,
-        points: Vec<ScoredPoint>,
+        mut points: Vec<ScoredPoint>,
         limit: usize,
     ) -> Result<Vec<Hit>, QueryError> {
+        // Equal scores (common in hybrid mode, where rank r of one list ties
+        // with rank r of the other) come back in no fixed order; ordering
+        // them by chunk id makes a repeated search repeat its hits.
+        points.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.0.cmp(&b.id.0)));
+
         let ids: Vec<_> = points.iter().map(|point| point.id).collect();
         let visible = self.store.visible_chunks(&ids).await?;
 
