@@ -21,5 +21,5 @@ pub use chunk::{ChunkConfig, ChunkDraft, chunk_document};
 pub use decode::{DecodedText, decode_bytes};
 pub use error::IngestError;
 pub use extract::{ExtractedDocument, Extraction, extract_document};
-pub use pipeline::{IngestOptions, IngestReport, Ingestor, normalize_tags};
+pub use pipeline::{IngestOptions, IngestReport, Ingestor};
 pub use walk::{SourceFile, WalkOptions, walk_paths};

@@ -68,13 +68,13 @@ pub struct IngestOptions {
     pub prune: bool,
     /// How many chunks are embedded and indexed together.
     pub batch_chunks: usize,
-    /// Tags given to every document of the run, sorted and unique (see
-    /// [`normalize_tags`]); part of the settings, so retagging rewrites.
+    /// Tags given to every document of the run; the run stores them
+    /// trimmed, sorted and unique. Part of the settings, so retagging rewrites.
     pub tags: Vec<String>,
 }
 
 /// Tags as a run stores them: trimmed, without empty ones, sorted, unique.
-pub fn normalize_tags(tags: &[String]) -> Vec<String> {
+fn normalize_tags(tags: &[String]) -> Vec<String> {
     let mut tags: Vec<String> = tags
         .iter()
         .map(|tag| tag.trim().to_owned())
@@ -180,6 +180,8 @@ struct PreparedDocument {
 /// What every file of one run is prepared against.
 struct Run<'a> {
     options: &'a IngestOptions,
+    /// The options' tags as documents record them ([`normalize_tags`]).
+    tags: Vec<String>,
     settings: String,
     /// Whether the index may lack points of documents the store holds
     /// ready, so that each one's points must be checked.
@@ -237,13 +239,13 @@ impl<'a> Ingestor<'a> {
 
     /// The hash of everything besides a file's bytes that decides its chunks:
     /// a document ingested under other settings is re-chunked.
-    fn settings_hash(&self, options: &IngestOptions) -> String {
+    fn settings_hash(&self, options: &IngestOptions, tags: &[String]) -> String {
         let settings = format!(
             "{PIPELINE_VERSION}\0{}\0{}\0{}\0{}",
             self.embedder.model_id(),
             options.chunking.max_tokens,
             options.chunking.overlap_tokens,
-            normalize_tags(&options.tags).join("\x1f")
+            tags.join("\x1f")
         );
         content_hash(settings.as_bytes())
     }
@@ -287,9 +289,11 @@ impl<'a> Ingestor<'a> {
         report.files_seen = files.len();
         progress.files_found(files.len());
 
+        let tags = normalize_tags(&options.tags);
         let run = Run {
             options,
-            settings: self.settings_hash(options),
+            settings: self.settings_hash(options, &tags),
+            tags,
             check_points,
         };
         let seen = self
@@ -445,7 +449,7 @@ impl<'a> Ingestor<'a> {
             content_hash: hash,
             settings_hash: run.settings.clone(),
         };
-        match self.chunk_file(file, &bytes, fingerprint, options, report) {
+        match self.chunk_file(file, &bytes, fingerprint, run, report) {
             Ok(Some((document, chunks))) => {
                 let is_new = existing.is_none();
                 Ok(Prepared::Document(Box::new(PreparedDocument {
@@ -518,9 +522,10 @@ impl<'a> Ingestor<'a> {
         file: &SourceFile,
         bytes: &[u8],
         fingerprint: Fingerprint,
-        options: &IngestOptions,
+        run: &Run<'_>,
         report: &mut IngestReport,
     ) -> Result<Option<(Document, Vec<Chunk>)>, IngestError> {
+        let options = run.options;
         let step = Instant::now();
         let decoded = decode_bytes(bytes, file.kind).map_err(|e| e.in_file(&file.path))?;
         report.stages.decode_ms += millis(step.elapsed());
@@ -560,7 +565,7 @@ impl<'a> Ingestor<'a> {
             metadata: DocumentMetadata {
                 encoding: Some(decoded.encoding.to_string()),
                 size_bytes: bytes.len() as u64,
-                tags: normalize_tags(&options.tags),
+                tags: run.tags.clone(),
             },
         };
         let chunks = drafts

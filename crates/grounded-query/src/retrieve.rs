@@ -7,7 +7,8 @@ use std::time::Instant;
 use grounded_core::Hit;
 use grounded_embed::Embedder;
 use grounded_index::{
-    DEFAULT_RRF_K, PointFilter, Query, ScoredPoint, SearchMode, VectorIndex, english_bm25,
+    DEFAULT_RRF_K, PointFilter, Query, ScoredPoint, SearchMode, SparseVector, VectorIndex,
+    english_bm25,
 };
 use grounded_store::MetadataStore;
 use tracing::debug;
@@ -95,7 +96,10 @@ impl<'a> Retriever<'a> {
         let index_query = Query {
             mode: request.mode,
             dense,
-            sparse: english_bm25().query(query),
+            sparse: match request.mode {
+                SearchMode::Dense => SparseVector::default(),
+                SearchMode::Sparse | SearchMode::Hybrid => english_bm25().query(query),
+            },
             filter: request.filter.clone(),
             limit: request.limit * OVERFETCH + 4,
             min_score: request.min_score,

@@ -58,7 +58,7 @@ pub fn options(args: &IngestArgs, embedder: &dyn Embedder) -> anyhow::Result<Ing
         },
         prune: args.prune,
         batch_chunks: args.batch_chunks as usize,
-        tags: grounded_ingest::normalize_tags(&args.tags),
+        tags: args.tags.clone(),
     })
 }
 
