@@ -44,3 +44,10 @@ eval:
 # Everything CI does.
 ci:
     bash .ci/run
+
+# Load on POST /v1/search: 32 connections for 30 s against a running
+# `grounded serve` that holds the demo's collection (needs wrk). `queries`
+# is `repeat` (eight queries in turn, mostly from the query cache) or
+# `unique` (every query embedded).
+load url="http://127.0.0.1:8080" collection="rust-book" queries="repeat":
+    wrk --threads 2 --connections 32 --duration 30s --latency -s scripts/load/search.lua {{url}} -- {{collection}} {{queries}}

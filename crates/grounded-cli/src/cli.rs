@@ -1,5 +1,6 @@
 //! The command line: every flag, with the environment variable that sets it.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -77,6 +78,27 @@ pub struct GlobalArgs {
     /// Upsert requests to a Qdrant server in flight at once.
     #[arg(long, global = true, env = "GROUNDED_UPSERT_PARALLELISM", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub upsert_parallelism: u64,
+
+    /// What embeds chunks and queries. A collection keeps the embedder it
+    /// was made with: one made by another is refused.
+    #[arg(
+        long,
+        global = true,
+        env = "GROUNDED_EMBEDDER",
+        value_enum,
+        default_value_t = EmbedderKind::Local
+    )]
+    pub embedder: EmbedderKind,
+}
+
+/// What embeds, as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmbedderKind {
+    /// all-MiniLM-L6-v2, run in process (384 dimensions).
+    Local,
+    /// The embeddings endpoint of an OpenAI-compatible API (OPENAI_BASE_URL,
+    /// OPENAI_API_KEY, OPENAI_EMBEDDING_MODEL, OPENAI_EMBEDDING_DIMENSIONS).
+    Openai,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +109,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Answer a question from the collection, citing the sources.
     Ask(AskArgs),
+    /// Serve the HTTP API: search, answers and documents for apps.
+    Serve(ServeArgs),
     /// Ingest the Rust book that ships with rustup, then search and ask it.
     Demo(DemoArgs),
     /// Measure retrieval quality on a BEIR-format benchmark (nDCG@10,
@@ -143,7 +167,8 @@ pub struct CollectionArg {
 
 #[derive(Debug, Args)]
 pub struct ChunkingArgs {
-    /// The most tokens of one chunk (at most the model's limit, 254).
+    /// The most tokens of one chunk, at most the model's limit: 254 for the
+    /// local embedder, 8191 for OpenAI's.
     #[arg(long, env = "GROUNDED_CHUNK_TOKENS", default_value_t = 254)]
     pub chunk_tokens: usize,
 
@@ -327,6 +352,9 @@ pub struct AskArgs {
     #[arg(long, default_value_t = 3000)]
     pub prompt_tokens: usize,
 
+    #[command(flatten)]
+    pub answer: AnswerArgs,
+
     /// Print the composed chat messages as JSON.
     #[arg(long)]
     pub show_prompt: bool,
@@ -336,11 +364,112 @@ pub struct AskArgs {
     pub json: bool,
 }
 
+/// What writes answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Llm {
+    /// An OpenAI-compatible chat API (OPENAI_BASE_URL, OPENAI_API_KEY,
+    /// OPENAI_CHAT_MODEL).
+    Openai,
+    /// SmolLM2-135M-Instruct, run in process.
+    Local,
+    /// Sentences of the sources closest to the question; no model.
+    Extractive,
+}
+
+/// How answers are written.
+#[derive(Debug, Clone, Args)]
+pub struct AnswerArgs {
+    /// What writes the answer [default: openai when OPENAI_BASE_URL or
+    /// OPENAI_API_KEY is set, otherwise local].
+    #[arg(long, env = "GROUNDED_LLM", value_enum)]
+    pub llm: Option<Llm>,
+
+    /// A directory whose system.jinja, source.jinja or user.jinja replace
+    /// the built-in prompt templates.
+    #[arg(long, env = "GROUNDED_PROMPT_DIR", value_name = "DIR")]
+    pub prompt_dir: Option<PathBuf>,
+
+    /// The most tokens the model may write.
+    #[arg(long, env = "GROUNDED_MAX_TOKENS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_tokens: u32,
+
+    /// Sampling temperature, 0 to 2; 0 answers alike every time.
+    #[arg(long, env = "GROUNDED_TEMPERATURE", default_value_t = 0.0, value_parser = temperature_in_range)]
+    pub temperature: f32,
+
+    /// The similarity (0 to 1, with the embedding model) from which a
+    /// sentence of a chat model's answer that cites nothing is attributed to
+    /// the source sentence it restates; `off` keeps only the model's own
+    /// citations.
+    #[arg(long, env = "GROUNDED_ATTRIBUTION", default_value = "0.75", value_parser = attribution_value)]
+    pub attribution: Attribution,
+
+    /// The local model's GGUF file [default: fetched into the cache directory].
+    #[arg(long, env = "GROUNDED_LOCAL_MODEL", value_name = "FILE")]
+    pub local_model: Option<PathBuf>,
+}
+
+/// `--attribution`: a minimum similarity, or off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attribution(pub Option<f32>);
+
+fn attribution_value(value: &str) -> Result<Attribution, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(Attribution(None));
+    }
+    match value.parse::<f32>() {
+        Ok(similarity) if (0.0..=1.0).contains(&similarity) => Ok(Attribution(Some(similarity))),
+        _ => Err(format!(
+            "{value:?} is neither a similarity from 0 to 1 nor `off`"
+        )),
+    }
+}
+
+fn temperature_in_range(value: &str) -> Result<f32, String> {
+    match value.parse::<f32>() {
+        Ok(t) if (0.0..=2.0).contains(&t) => Ok(t),
+        _ => Err(format!("{value:?} is not a temperature from 0 to 2")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, env = "GROUNDED_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// The collection of requests that name none.
+    #[command(flatten)]
+    pub collection: CollectionArg,
+
+    /// How uploaded documents are chunked.
+    #[command(flatten)]
+    pub chunking: ChunkingArgs,
+
+    #[command(flatten)]
+    pub answer: AnswerArgs,
+
+    /// Tokens an answer's prompt may use, unless a request says otherwise.
+    #[arg(long, default_value_t = 3000)]
+    pub prompt_tokens: usize,
+
+    /// Seconds a request may take before its response starts.
+    #[arg(long, env = "GROUNDED_REQUEST_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
+
+    /// The largest request body accepted, in bytes (uploads included).
+    #[arg(long, env = "GROUNDED_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// The book to ingest [default: the Rust book of the active toolchain].
     #[arg(long)]
     pub book: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub answer: AnswerArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,22 +1,24 @@
 //! Opening what every command needs: the embedder, the metadata store and
 //! the vector index, from the global flags.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use grounded_core::{DataDir, Hit, default_cache_dir, validate_collection_name};
-use grounded_embed::{MiniLm, resolve_model_files};
+use grounded_embed::{Embedder, MiniLm, OpenAiBatching, OpenAiEmbedder, resolve_model_files};
 use grounded_index::{EdgeIndex, IndexError, ServerIndex, ServerOptions, VectorIndex};
 use grounded_ingest::pipeline::{Shortfall, index_shortfall};
+use grounded_provider::openai::OpenAiConfig;
 use grounded_query::{QueryError, Retriever, SearchRequest};
 use grounded_store::{MetadataStore, SqliteStore, open_store};
 use tracing::{info, warn};
 
-use crate::cli::GlobalArgs;
+use crate::cli::{EmbedderKind, GlobalArgs};
 
 /// The open components of one run.
 pub struct Context {
-    pub embedder: MiniLm,
+    pub embedder: Arc<dyn Embedder>,
     pub store: Box<dyn MetadataStore>,
     pub index: Box<dyn VectorIndex>,
     /// Where the index is, for messages: a directory or a server URL.
@@ -29,7 +31,7 @@ impl Context {
     pub async fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
         let store = open_metadata_store(global).await?;
         let (index, index_location) = open_index(global).await?;
-        let embedder = load_embedder(global)?;
+        let embedder = load_embedder(global).await?;
         Ok(Self {
             embedder,
             store,
@@ -57,7 +59,11 @@ impl Context {
     /// Searches, and explains a collection that the store knows but this data
     /// directory's index lacks entirely.
     pub async fn search(&self, request: &SearchRequest) -> anyhow::Result<Vec<Hit>> {
-        let retriever = Retriever::new(&self.embedder, self.index.as_ref(), self.store.as_ref());
+        let retriever = Retriever::new(
+            self.embedder.as_ref(),
+            self.index.as_ref(),
+            self.store.as_ref(),
+        );
         let error = match retriever.search(request).await {
             Ok(hits) => {
                 self.warn_if_index_incomplete(&request.collection).await;
@@ -159,12 +165,38 @@ pub fn collection_name(name: &str) -> anyhow::Result<&str> {
     Ok(name)
 }
 
-fn load_embedder(global: &GlobalArgs) -> anyhow::Result<MiniLm> {
+/// The embedder `--embedder` names.
+async fn load_embedder(global: &GlobalArgs) -> anyhow::Result<Arc<dyn Embedder>> {
+    let embedder: Arc<dyn Embedder> = match global.embedder {
+        EmbedderKind::Local => Arc::new(load_local_embedder(global)?),
+        EmbedderKind::Openai => Arc::new(connect_openai_embedder().await?),
+    };
+    Ok(embedder)
+}
+
+fn load_local_embedder(global: &GlobalArgs) -> anyhow::Result<MiniLm> {
     let cache_dir = global.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let (files, source) = resolve_model_files(global.model_dir.as_deref(), &cache_dir)?;
 
     let started = Instant::now();
     let embedder = MiniLm::load(&files)?;
     info!(source = ?source, elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+    Ok(embedder)
+}
+
+/// The OpenAI-compatible embedder of the `OPENAI_…` variables; without
+/// OPENAI_EMBEDDING_DIMENSIONS, a model whose size is not known is asked
+/// for one vector to learn it.
+async fn connect_openai_embedder() -> anyhow::Result<OpenAiEmbedder> {
+    let config = OpenAiConfig::from_env()?;
+    let base_url = config.base_url.clone();
+    let embedder = OpenAiEmbedder::connect(config, OpenAiBatching::default())
+        .await
+        .with_context(|| format!("cannot use the embedding API at {base_url}"))?;
+    info!(
+        model = embedder.model_id(),
+        dimension = embedder.dimension(),
+        "embeddings by an OpenAI-compatible API"
+    );
     Ok(embedder)
 }

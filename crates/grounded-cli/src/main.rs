@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod context;
+mod llm;
 mod output;
 
 use std::io::IsTerminal;
@@ -30,6 +31,7 @@ async fn main() -> ExitCode {
         Command::Ingest(args) => commands::ingest::run(&cli.global, args).await,
         Command::Search(args) => commands::search::run(&cli.global, args).await,
         Command::Ask(args) => commands::ask::run(&cli.global, args).await,
+        Command::Serve(args) => commands::serve::run(&cli.global, args).await,
         Command::Demo(args) => commands::demo::run(&cli.global, args).await,
         Command::Eval(args) => commands::eval::run(&cli.global, args).await,
         Command::Migrate => commands::migrate::run(&cli.global).await,

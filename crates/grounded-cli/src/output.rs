@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use grounded_core::{Answer, ChunkLocation, Hit};
+use grounded_core::{ChunkLocation, Hit};
 use grounded_ingest::IngestReport;
+use grounded_query::AnswerOutcome;
 use serde_json::{Value, json};
 
 /// How much of a hit's text a person sees.
@@ -85,10 +86,28 @@ pub fn print_hits(query: &str, hits: &[Hit]) {
     }
 }
 
-pub fn print_answer(question: &str, answer: &Answer) {
+pub fn print_answer(question: &str, outcome: &AnswerOutcome) {
+    let answer = &outcome.answer;
     println!("question: {question}");
     println!("answer ({}):", answer.produced_by);
     println!("  {}", answer.text);
+    if !answer.grounded {
+        println!(
+            "  (not grounded: this answer cites none of the sources, so the documents do not back it)"
+        );
+    }
+    if outcome.removed_markers > 0 {
+        println!(
+            "  ({} citation marker(s) naming no source were removed)",
+            outcome.removed_markers
+        );
+    }
+    if outcome.attributed_markers > 0 {
+        println!(
+            "  ({} marker(s) added by attribution: sentences that cited nothing but restate that source)",
+            outcome.attributed_markers
+        );
+    }
     if !answer.citations.is_empty() {
         println!("sources:");
     }
@@ -97,6 +116,18 @@ pub fn print_answer(question: &str, answer: &Answer) {
             "  [{}] {}",
             citation.number,
             location_line(&citation.source_path, &citation.location)
+        );
+    }
+    if let Some(usage) = outcome.usage {
+        println!(
+            "tokens: {} in, {} out{}",
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            if usage.counted_locally {
+                " (counted here)"
+            } else {
+                ""
+            }
         );
     }
 }

@@ -237,18 +237,156 @@ fn ask_answers_with_citations_of_retrieved_sources() {
     let workspace = Workspace::new(&sources);
     workspace.ingest(&[]);
 
-    let answer = workspace.grounded(&["ask", "What is a data race?", "--json"]);
+    let outcome = workspace.grounded(&[
+        "ask",
+        "What is a data race?",
+        "--llm",
+        "extractive",
+        "--json",
+    ]);
+    let answer = &outcome["answer"];
+    assert_eq!(answer["grounded"], true, "{outcome}");
     let text = answer["text"].as_str().unwrap();
     let citations = answer["citations"].as_array().unwrap();
     assert!(!citations.is_empty(), "{answer}");
     for citation in citations {
         let marker = format!("[{}]", citation["number"]);
         assert!(text.contains(&marker), "{marker} not in {text}");
+        assert!(
+            !citation["snippet"].as_str().unwrap().is_empty(),
+            "{citation}"
+        );
     }
     assert!(text.to_lowercase().contains("data race"), "{text}");
 
+    serve_answers_over_http_and_stops_gracefully(&workspace);
+
     modes_and_filters_narrow_the_hits(&workspace);
     collections_are_listed_and_deleted_whole(&workspace);
+}
+
+/// The local model answers a question about the book, and the answer
+/// cites at least one of the sources it was given (by the model's own
+/// markers or by attribution), each cited source in its prompt.
+#[test]
+fn ask_with_the_local_model_answers_with_a_valid_citation() {
+    let Some(sources) = book_sources() else {
+        return;
+    };
+    let workspace = Workspace::new(&sources);
+    workspace.ingest(&[]);
+
+    let question = "What are the ownership rules in Rust?";
+    let both = workspace.grounded(&[
+        "ask",
+        question,
+        "--llm",
+        "local",
+        "--max-tokens",
+        "120",
+        "--json",
+        "--show-prompt",
+    ]);
+    let outcome = &both["answer"];
+    let answer = &outcome["answer"];
+    assert_eq!(
+        answer["produced_by"], "SmolLM2-135M-Instruct-Q4_1",
+        "{both}"
+    );
+    assert_eq!(answer["grounded"], true, "no valid citation: {both}");
+    let user = both["prompt"][1]["content"].as_str().unwrap();
+    let text = answer["text"].as_str().unwrap();
+    for citation in answer["citations"].as_array().unwrap() {
+        let number = citation["number"].as_u64().unwrap();
+        assert!(text.contains(&format!("[{number}]")), "{both}");
+        assert!(
+            user.contains(&format!("<source id=\"{number}\">")),
+            "[{number}] names no source"
+        );
+    }
+    assert!(outcome["usage"]["completion_tokens"].as_u64().unwrap() <= 120);
+}
+
+/// `grounded serve` on a free port: it searches and answers over HTTP what
+/// the CLI ingested, takes an upload, and on SIGTERM stops with success.
+fn serve_answers_over_http_and_stops_gracefully(workspace: &Workspace) {
+    use std::io::{BufRead, BufReader};
+
+    let mut server = workspace
+        .command(&["serve", "--addr", "127.0.0.1:0", "--llm", "extractive"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    let base = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "serve ended before listening"
+        );
+        if let Some(rest) = line.split("serving on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let search: Value = client
+            .post(format!("{base}/v1/search"))
+            .json(&serde_json::json!({"query": "What is a data race?", "top_k": 3}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let hits = search["hits"].as_array().unwrap();
+        assert!(hits.iter().any(|hit| file_name(hit).starts_with("ch16")), "{search}");
+
+        let answer: Value = client
+            .post(format!("{base}/v1/answer"))
+            .json(&serde_json::json!({"question": "What is a data race?"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["produced_by"], "extractive", "{answer}");
+        assert_eq!(answer["grounded"], true, "{answer}");
+
+        let upload = client
+            .post(format!("{base}/v1/documents"))
+            .json(&serde_json::json!({"path": "notes/x.md", "text": "# X\n\nA note about xylophones.\n"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status().as_u16(), 201);
+        let uploaded: Value = upload.json().await.unwrap();
+        let id = uploaded["document"]["id"].as_str().unwrap();
+        let deleted = client
+            .delete(format!("{base}/v1/documents/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status().as_u16(), 204);
+    });
+
+    let pid = server.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.wait().unwrap();
+    assert!(
+        status.success(),
+        "serve did not stop cleanly on SIGTERM: {status}"
+    );
 }
 
 /// `grounded search QUERY ARGS… -k 10 --json`'s hits.
@@ -566,6 +704,132 @@ fn a_collection_made_for_another_model_is_refused_naming_both_sizes() {
         stderr.contains("dimension 768") && stderr.contains("produces 384"),
         "{stderr}"
     );
+}
+
+/// Notes with code in them, which tiktoken counts in more tokens than words.
+const OPENAI_NOTES: &str = "# Vectors\n\n\
+    A vector grows on the heap: `let mut v: Vec<u8> = Vec::with_capacity(16);` \
+    reserves room, and `v.extend_from_slice(&[1, 2, 3]);` fills it.\n\n\
+    ## Iterators\n\n\
+    `v.iter().map(|x| x * 2).filter(|x| *x > 2).collect::<Vec<_>>()` doubles and \
+    keeps the large ones; `into_iter()` moves the values out instead.\n\n\
+    ## Slices\n\n\
+    A slice `&v[1..]` borrows part of the vector without copying it.\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openai_embedder_ingests_and_searches_and_its_collection_refuses_the_local_one() {
+    use grounded_embed::TokenCounter;
+    use grounded_standin::{StandIn, StandInConfig};
+
+    let standin = StandIn::start(StandInConfig {
+        api_key: Some("sk-standin".into()),
+        ..StandInConfig::default()
+    })
+    .await;
+    let root = tempfile::tempdir().unwrap();
+    let notes = root.path().join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("vectors.md"), OPENAI_NOTES).unwrap();
+    std::fs::write(
+        notes.join("xylophone.txt"),
+        "Xylophones are struck with mallets.\n",
+    )
+    .unwrap();
+    let workspace = Workspace {
+        data: root.path().join("data"),
+        corpus: notes,
+        database_url: None,
+        _root: root,
+    };
+    let openai = |args: &[&str]| {
+        let mut command = workspace.command(args);
+        command
+            .env("GROUNDED_EMBEDDER", "openai")
+            .env("OPENAI_BASE_URL", standin.base_url())
+            .env("OPENAI_API_KEY", "sk-standin")
+            .env("OPENAI_EMBEDDING_MODEL", "text-embedding-3-small")
+            .env("OPENAI_EMBEDDING_DIMENSIONS", "64");
+        command
+    };
+    let run = |mut command: Command| {
+        tokio::task::block_in_place(|| {
+            let output = command.output().unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            (output.status.success(), stdout, stderr)
+        })
+    };
+    let corpus = workspace.corpus.to_str().unwrap();
+
+    let (ok, stdout, stderr) = run(openai(&[
+        "ingest",
+        corpus,
+        "--chunk-tokens",
+        "24",
+        "--chunk-overlap",
+        "0",
+        "--json",
+    ]));
+    assert!(ok, "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(count(&report, "documents_new"), 2, "{report}");
+    let chunks = count(&report, "chunks");
+    assert!(chunks > 3, "{report}");
+    assert_eq!(workspace.index_points().await as u64, chunks);
+
+    // What reached the API: every chunk once, none over 24 tiktoken tokens.
+    let tiktoken = TokenCounter::for_openai_model("text-embedding-3-small");
+    let inputs: Vec<String> = standin
+        .requests()
+        .iter()
+        .filter(|request| request.path == "/v1/embeddings")
+        .flat_map(|request| {
+            assert_eq!(request.header("authorization"), Some("Bearer sk-standin"));
+            let body = request.body.clone().unwrap();
+            assert_eq!(body["dimensions"], 64);
+            body["input"].as_array().unwrap().clone()
+        })
+        .map(|input| input.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(inputs.len() as u64, chunks, "{inputs:?}");
+    for input in &inputs {
+        assert!(
+            tiktoken.count(input) <= 24,
+            "{input:?}: {}",
+            tiktoken.count(input)
+        );
+    }
+
+    // A chunk's exact text embeds to the chunk's vector: it comes first.
+    let wanted = inputs
+        .iter()
+        .find(|text| text.contains("into_iter"))
+        .unwrap();
+    let (ok, stdout, stderr) = run(openai(&["search", wanted, "--mode", "dense", "--json"]));
+    assert!(ok, "{stdout}\n{stderr}");
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let first = &result["hits"][0];
+    assert_eq!(first["text"].as_str(), Some(wanted.as_str()), "{result}");
+    assert!(first["score"].as_f64().unwrap() > 0.999, "{result}");
+
+    let (ok, _, stderr) = run(openai(&["ingest", corpus, "--chunk-tokens", "9000"]));
+    assert!(
+        !ok && stderr.contains("exceeds the model's limit of 8191 tokens"),
+        "{stderr}"
+    );
+
+    // The local model makes vectors of another size: refused, naming both.
+    let (ok, _, stderr) = run(workspace.command(&["ingest", corpus, "--embedder", "local"]));
+    assert!(
+        !ok,
+        "the local embedder wrote into a collection of the OpenAI one"
+    );
+    assert!(
+        stderr.contains("dimension 64") && stderr.contains("produces 384"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(workspace.command(&["search", "vectors", "--embedder", "local"]));
+    assert!(!ok && stderr.contains("dimension 64"), "{stderr}");
 }
 
 #[tokio::test]

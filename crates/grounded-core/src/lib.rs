@@ -11,7 +11,7 @@ mod paths;
 
 pub use ids::{ChunkId, DocumentId, content_hash};
 pub use model::{
-    Answer, Chunk, ChunkLocation, Citation, Document, DocumentKind, DocumentMetadata,
+    Answer, ChatMessage, Chunk, ChunkLocation, Citation, Document, DocumentKind, DocumentMetadata,
     DocumentState, Hit,
 };
 pub use paths::{DataDir, default_cache_dir};

@@ -148,6 +148,9 @@ pub struct Citation {
     pub source_path: String,
     pub location: ChunkLocation,
     pub title: Option<String>,
+    /// The source's text as the prompt quoted it.
+    #[serde(default)]
+    pub snippet: String,
 }
 
 /// An answer with the sources its claims cite.
@@ -156,5 +159,27 @@ pub struct Answer {
     pub text: String,
     /// How the text was produced: `extractive` or a chat model's id.
     pub produced_by: String,
+    /// The sources the text cites as `[n]`, in order of first citation.
     pub citations: Vec<Citation>,
+    /// False when the text cites no source it was given: it is then not
+    /// backed by the documents and must not be shown as if it were.
+    #[serde(default)]
+    pub grounded: bool,
+}
+
+/// One chat message, as OpenAI-compatible chat APIs take it: `role` is
+/// `system`, `user` or `assistant`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        Self {
+            role: role.to_string(),
+            content: content.into(),
+        }
+    }
 }

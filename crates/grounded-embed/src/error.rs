@@ -24,6 +24,11 @@ pub enum EmbedError {
     #[error("model inference failed: {0}")]
     Inference(String),
 
+    /// The embedding API failed; its class (rate limited, timed out, a bad
+    /// answer) says what the caller of grounded should be told.
+    #[error(transparent)]
+    Provider(#[from] grounded_provider::ProviderError),
+
     #[error("embedding cache failed: {0}")]
     Cache(String),
 

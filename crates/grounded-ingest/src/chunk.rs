@@ -3,7 +3,8 @@
 //!
 //! The cutting is text-splitter's: it keeps the largest semantic units
 //! (sections, paragraphs, sentences, words) that fit, measured with the
-//! model's own tokenizer. Markdown, and the Markdown-like text that HTML
+//! model's own tokenizer (a Hugging Face tokenizer or a tiktoken encoding,
+//! as [`TokenCounter`] holds it). Markdown, and the Markdown-like text that HTML
 //! extraction writes, go through its Markdown splitter; plain text and code
 //! through its text splitter. Code is not cut at syntax boundaries: that would
 //! need a tree-sitter grammar per language.
@@ -15,8 +16,8 @@
 use std::ops::Range;
 
 use grounded_core::{ChunkLocation, DocumentKind};
+use grounded_embed::TokenCounter;
 use text_splitter::{MarkdownSplitter, TextSplitter, TryChunkSizer};
-use tokenizers::Tokenizer;
 
 use crate::IngestError;
 use crate::extract::ExtractedDocument;
@@ -61,10 +62,10 @@ pub struct ChunkDraft {
     pub location: ChunkLocation,
 }
 
-/// Cuts `doc` into chunks of at most `config.max_tokens` tokens of `tokenizer`.
+/// Cuts `doc` into chunks of at most `config.max_tokens` tokens of `counter`.
 ///
-/// The tokenizer must have truncation and padding disabled, or its counts would
-/// be wrong; tokens are counted without special tokens. A document that is
+/// A Hugging Face tokenizer must have truncation and padding disabled, or its
+/// counts would be wrong; tokens are counted without special tokens. A document that is
 /// empty or only whitespace has no chunks.
 ///
 /// # Errors
@@ -75,28 +76,31 @@ pub struct ChunkDraft {
 /// is worth more tokens than the budget.
 pub fn chunk_document(
     doc: &ExtractedDocument,
-    tokenizer: &Tokenizer,
+    counter: TokenCounter<'_>,
     config: &ChunkConfig,
 ) -> Result<Vec<ChunkDraft>, IngestError> {
     config.validate()?;
-    check_tokenizer(tokenizer)?;
+    check_counter(counter)?;
     if doc.text.trim().is_empty() {
         return Ok(Vec::new());
     }
 
     let _span = tracing::debug_span!("ingest.chunk", bytes = doc.text.len()).entered();
-    let pieces = split(doc, tokenizer, config)?;
+    let pieces = split(doc, counter, config)?;
     let locator = Locator::new(doc);
     let chunks = pieces
         .into_iter()
         .enumerate()
-        .map(|(ordinal, (start, text))| draft(ordinal, start, text, &locator, tokenizer, config))
+        .map(|(ordinal, (start, text))| draft(ordinal, start, text, &locator, counter, config))
         .collect::<Result<Vec<_>, _>>()?;
     tracing::debug!(chunks = chunks.len(), "document chunked");
     Ok(chunks)
 }
 
-fn check_tokenizer(tokenizer: &Tokenizer) -> Result<(), IngestError> {
+fn check_counter(counter: TokenCounter<'_>) -> Result<(), IngestError> {
+    let TokenCounter::HuggingFace(tokenizer) = counter else {
+        return Ok(());
+    };
     let reason = if tokenizer.get_truncation().is_some() {
         "truncation is enabled, so long texts would be undercounted"
     } else if tokenizer.get_padding().is_some() {
@@ -111,9 +115,9 @@ fn check_tokenizer(tokenizer: &Tokenizer) -> Result<(), IngestError> {
 
 /// Counts tokens for text-splitter, passing tokenizer failures on as errors
 /// instead of the panic of text-splitter's own `Tokenizer` sizer.
-struct TokenCounter<'a>(&'a Tokenizer);
+struct Sizer<'a>(TokenCounter<'a>);
 
-impl TryChunkSizer for TokenCounter<'_> {
+impl TryChunkSizer for Sizer<'_> {
     type Error = IngestError;
 
     fn try_size(&self, chunk: &str) -> Result<usize, IngestError> {
@@ -121,19 +125,20 @@ impl TryChunkSizer for TokenCounter<'_> {
     }
 }
 
-fn count_tokens(tokenizer: &Tokenizer, text: &str) -> Result<usize, IngestError> {
-    let encoding = tokenizer
-        .encode_fast(text, false)
-        .map_err(|error| IngestError::Tokenize {
-            reason: error.to_string(),
-        })?;
-    Ok(encoding.len())
+fn count_tokens(counter: TokenCounter<'_>, text: &str) -> Result<usize, IngestError> {
+    counter.try_count(text).map_err(|error| {
+        let reason = match error {
+            grounded_embed::EmbedError::Tokenize(reason) => reason,
+            other => other.to_string(),
+        };
+        IngestError::Tokenize { reason }
+    })
 }
 
 /// The chunks of the document as `(byte offset, text)`, trimmed of whitespace.
 fn split<'t>(
     doc: &'t ExtractedDocument,
-    tokenizer: &Tokenizer,
+    counter: TokenCounter<'_>,
     config: &ChunkConfig,
 ) -> Result<Vec<(usize, &'t str)>, IngestError> {
     let splitter_config = text_splitter::ChunkConfig::new(config.max_tokens)
@@ -142,7 +147,7 @@ fn split<'t>(
             max_tokens: config.max_tokens,
             overlap_tokens: config.overlap_tokens,
         })?
-        .with_sizer(TokenCounter(tokenizer));
+        .with_sizer(Sizer(counter));
 
     if is_markdown(doc.kind) {
         MarkdownSplitter::new(splitter_config)
@@ -166,11 +171,11 @@ fn draft(
     start: usize,
     text: &str,
     locator: &Locator<'_>,
-    tokenizer: &Tokenizer,
+    counter: TokenCounter<'_>,
     config: &ChunkConfig,
 ) -> Result<ChunkDraft, IngestError> {
     let ordinal = saturating_u32(ordinal);
-    let tokens = count_tokens(tokenizer, text)?;
+    let tokens = count_tokens(counter, text)?;
     if tokens > config.max_tokens {
         return Err(IngestError::ChunkOverBudget {
             ordinal,
@@ -278,6 +283,9 @@ fn section_paths(text: &str) -> Vec<(usize, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
+    use std::sync::OnceLock;
+
+    use tokenizers::Tokenizer;
 
     use super::*;
 
@@ -289,6 +297,12 @@ mod tests {
             "decoder":null,"model":{"type":"WordLevel","vocab":{"[UNK]":0},"unk_token":"[UNK]"}}"#,
         )
         .unwrap()
+    }
+
+    /// [`word_tokenizer`] as a counter.
+    fn words() -> TokenCounter<'static> {
+        static WORDS: OnceLock<Tokenizer> = OnceLock::new();
+        TokenCounter::HuggingFace(WORDS.get_or_init(word_tokenizer))
     }
 
     fn document(kind: DocumentKind, text: &str) -> ExtractedDocument {
@@ -307,14 +321,24 @@ mod tests {
         }
     }
 
-    /// Order, bounds, budget and coverage, the invariants every chunking keeps.
+    /// Order, bounds, budget and coverage, the invariants every chunking
+    /// keeps, with tokens counted by the word tokenizer.
     fn assert_invariants(doc: &ExtractedDocument, chunks: &[ChunkDraft], max_tokens: usize) {
-        let tokenizer = word_tokenizer();
+        assert_invariants_in(words(), doc, chunks, max_tokens);
+    }
+
+    /// The invariants, with tokens counted by `counter`.
+    fn assert_invariants_in(
+        counter: TokenCounter<'_>,
+        doc: &ExtractedDocument,
+        chunks: &[ChunkDraft],
+        max_tokens: usize,
+    ) {
         let mut covered_to = 0;
         for (i, chunk) in chunks.iter().enumerate() {
             assert_eq!(chunk.ordinal as usize, i);
             assert_eq!(&doc.text[chunk.byte_range.clone()], chunk.text);
-            let tokens = count_tokens(&tokenizer, &chunk.text).unwrap();
+            let tokens = count_tokens(counter, &chunk.text).unwrap();
             assert_eq!(tokens, chunk.token_count as usize);
             assert!(tokens <= max_tokens, "chunk {i} has {tokens} tokens");
             if i > 0 {
@@ -354,7 +378,7 @@ mod tests {
     #[test]
     fn sections_follow_nested_headings_and_ignore_code_fences() {
         let doc = document(DocumentKind::Markdown, NESTED);
-        let chunks = chunk_document(&doc, &word_tokenizer(), &config(8, 0)).unwrap();
+        let chunks = chunk_document(&doc, words(), &config(8, 0)).unwrap();
         assert_invariants(&doc, &chunks, 8);
 
         let section_of = |needle: &str| {
@@ -372,7 +396,7 @@ mod tests {
     fn line_ranges_are_lines_of_the_text() {
         let text = "first line\nsecond line\n\nfourth line here\r\nfifth\rsixth\n";
         let doc = document(DocumentKind::Text, text);
-        let chunks = chunk_document(&doc, &word_tokenizer(), &config(2, 0)).unwrap();
+        let chunks = chunk_document(&doc, words(), &config(2, 0)).unwrap();
         assert_invariants(&doc, &chunks, 2);
 
         let lines: Vec<_> = chunks
@@ -394,7 +418,7 @@ mod tests {
     #[test]
     fn a_chunk_spanning_lines_reports_first_and_last() {
         let doc = document(DocumentKind::Text, "a b\nc d\ne f\n");
-        let chunks = chunk_document(&doc, &word_tokenizer(), &config(100, 0)).unwrap();
+        let chunks = chunk_document(&doc, words(), &config(100, 0)).unwrap();
         assert_eq!(chunks.len(), 1);
         assert_eq!(
             (chunks[0].location.line_start, chunks[0].location.line_end),
@@ -411,7 +435,7 @@ mod tests {
             (0, "one".into()),
             (text.find("# Two").unwrap(), "two".into()),
         ];
-        let chunks = chunk_document(&doc, &word_tokenizer(), &config(3, 0)).unwrap();
+        let chunks = chunk_document(&doc, words(), &config(3, 0)).unwrap();
         assert_invariants(&doc, &chunks, 3);
 
         let anchor_of = |needle: &str| {
@@ -427,7 +451,7 @@ mod tests {
     fn overlap_repeats_text_and_keeps_the_invariants() {
         let text = "one two three four five six seven eight nine ten eleven twelve. ".repeat(20);
         let doc = document(DocumentKind::Text, &text);
-        let chunks = chunk_document(&doc, &word_tokenizer(), &config(10, 4)).unwrap();
+        let chunks = chunk_document(&doc, words(), &config(10, 4)).unwrap();
         assert_invariants(&doc, &chunks, 10);
         let overlapping = chunks
             .windows(2)
@@ -440,7 +464,7 @@ mod tests {
     fn invalid_configs_name_their_values() {
         let doc = document(DocumentKind::Text, "text");
         for (max, overlap) in [(0, 0), (10, 10), (10, 12)] {
-            let error = chunk_document(&doc, &word_tokenizer(), &config(max, overlap)).unwrap_err();
+            let error = chunk_document(&doc, words(), &config(max, overlap)).unwrap_err();
             let message = error.to_string();
             assert!(
                 message.contains(&format!("max_tokens = {max}")),
@@ -460,7 +484,8 @@ mod tests {
             .with_truncation(Some(tokenizers::TruncationParams::default()))
             .unwrap();
         let doc = document(DocumentKind::Text, "text");
-        let error = chunk_document(&doc, &tokenizer, &config(10, 0)).unwrap_err();
+        let counter = TokenCounter::HuggingFace(&tokenizer);
+        let error = chunk_document(&doc, counter, &config(10, 0)).unwrap_err();
         assert!(
             matches!(error, IngestError::UnsuitableTokenizer { .. }),
             "{error}"
@@ -469,7 +494,6 @@ mod tests {
 
     #[test]
     fn empty_and_odd_documents_do_not_panic() {
-        let tokenizer = word_tokenizer();
         let long_line = "word ".repeat(5_000);
         let no_spaces = "x".repeat(50_000);
         let texts = [
@@ -488,10 +512,34 @@ mod tests {
                 DocumentKind::Code,
             ] {
                 let doc = document(kind, text);
-                let chunks = chunk_document(&doc, &tokenizer, &config(16, 2)).unwrap();
+                let chunks = chunk_document(&doc, words(), &config(16, 2)).unwrap();
                 assert_invariants(&doc, &chunks, 16);
                 assert_eq!(chunks.is_empty(), text.trim().is_empty());
             }
         }
+    }
+
+    #[test]
+    fn chunks_for_an_openai_model_fit_the_budget_in_tiktoken_tokens() {
+        let tiktoken = TokenCounter::for_openai_model("text-embedding-3-small");
+        // Long compound words: one word each, many tiktoken tokens.
+        let text = "Der Donaudampfschifffahrtskapitän liest das \
+            Rindfleischetikettierungsüberwachungsaufgabenübertragungsgesetz. "
+            .repeat(40);
+        let doc = document(DocumentKind::Text, &text);
+
+        let chunks = chunk_document(&doc, tiktoken, &config(32, 4)).unwrap();
+        assert_invariants_in(tiktoken, &doc, &chunks, 32);
+        assert!(chunks.len() > 1);
+
+        // Sized in words, the same budget gives chunks over it in tiktoken
+        // tokens: the counter decides the cut.
+        let by_words = chunk_document(&doc, words(), &config(32, 4)).unwrap();
+        assert!(
+            by_words
+                .iter()
+                .any(|chunk| tiktoken.count(&chunk.text) > 32),
+            "words and tiktoken tokens agree on this text"
+        );
     }
 }

@@ -22,4 +22,4 @@ pub use decode::{DecodedText, decode_bytes};
 pub use error::IngestError;
 pub use extract::{ExtractedDocument, Extraction, extract_document};
 pub use pipeline::{IngestOptions, IngestReport, Ingestor};
-pub use walk::{SourceFile, WalkOptions, walk_paths};
+pub use walk::{SourceFile, WalkOptions, document_kind, walk_paths};

@@ -269,16 +269,8 @@ impl<'a> Ingestor<'a> {
             collection: options.collection.clone(),
             ..Default::default()
         };
-        let spec = CollectionSpec {
-            dimension: self.embedder.dimension(),
-        };
         let roots = canonical_roots(roots)?;
-        options.chunking.validate()?;
-        self.index
-            .ensure_collection(&options.collection, spec)
-            .await?;
-        let check_points = self.index_lacks_points(&options.collection).await?;
-        self.index.release(&options.collection).await?;
+        let run = self.start_run(options).await?;
 
         let walk_started = Instant::now();
         let (files, walk_errors) = walk_paths(&roots, &options.walk);
@@ -289,19 +281,85 @@ impl<'a> Ingestor<'a> {
         report.files_seen = files.len();
         progress.files_found(files.len());
 
-        let tags = normalize_tags(&options.tags);
-        let run = Run {
-            options,
-            settings: self.settings_hash(options, &tags),
-            tags,
-            check_points,
-        };
         let seen = self
             .ingest_files(&files, &run, progress, &mut report)
             .await?;
         if options.prune {
             self.prune(&roots, &seen, options, &mut report).await?;
         }
+        self.finish_run(started, options, report).await
+    }
+
+    /// Ingests `files` as given, each read from its `path` and recorded under
+    /// its `source_path`, with no walk and no prune: for documents that come
+    /// from elsewhere than a directory, such as uploads.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn run_files(
+        &self,
+        files: &[SourceFile],
+        options: &IngestOptions,
+        progress: &dyn IngestProgress,
+    ) -> Result<IngestReport, IngestError> {
+        let started = Instant::now();
+        let mut report = IngestReport {
+            collection: options.collection.clone(),
+            files_seen: files.len(),
+            ..Default::default()
+        };
+        let run = self.start_run(options).await?;
+        progress.files_found(files.len());
+
+        self.ingest_files(files, &run, progress, &mut report)
+            .await?;
+        self.finish_run(started, options, report).await
+    }
+
+    /// Removes a document's points and record, unless another ingest is
+    /// writing it. Returns whether it was removed.
+    ///
+    /// # Errors
+    /// When the store or the index fails; the document is then left
+    /// `indexing`, and removing it again finishes the job.
+    pub async fn remove(&self, document: &Document) -> Result<bool, IngestError> {
+        if !self.store.try_claim(document.id).await? {
+            return Ok(false);
+        }
+        let removed = self.remove_document(document).await;
+        self.store.release_claims(&[document.id]).await?;
+        removed.map(|()| true)
+    }
+
+    /// Checks the options, creates the collection if needed, and settles what
+    /// every file of the run is prepared against.
+    async fn start_run<'o>(&self, options: &'o IngestOptions) -> Result<Run<'o>, IngestError> {
+        let spec = CollectionSpec {
+            dimension: self.embedder.dimension(),
+        };
+        options.chunking.validate()?;
+        self.index
+            .ensure_collection(&options.collection, spec)
+            .await?;
+        let check_points = self.index_lacks_points(&options.collection).await?;
+        self.index.release(&options.collection).await?;
+
+        let tags = normalize_tags(&options.tags);
+        Ok(Run {
+            options,
+            settings: self.settings_hash(options, &tags),
+            tags,
+            check_points,
+        })
+    }
+
+    /// Warns about lost points, lets go of the collection and logs the summary.
+    async fn finish_run(
+        &self,
+        started: Instant,
+        options: &IngestOptions,
+        mut report: IngestReport,
+    ) -> Result<IngestReport, IngestError> {
         self.warn_if_index_lacks_points(&options.collection).await?;
         self.index.release(&options.collection).await?;
 
@@ -548,7 +606,7 @@ impl<'a> Ingestor<'a> {
         };
 
         let step = Instant::now();
-        let drafts = chunk_document(&extracted, self.embedder.tokenizer(), &options.chunking)
+        let drafts = chunk_document(&extracted, self.embedder.token_counter(), &options.chunking)
             .map_err(|e| e.in_file(&file.path))?;
         report.stages.chunk_ms += millis(step.elapsed());
 

@@ -173,6 +173,7 @@ mod rust_book {
     use std::str::FromStr;
 
     use grounded_core::DocumentKind;
+    use grounded_embed::TokenCounter;
     use grounded_ingest::{
         ChunkConfig, ChunkDraft, ExtractedDocument, Extraction, WalkOptions, chunk_document,
         walk_paths,
@@ -206,11 +207,14 @@ mod rust_book {
             }
         };
         let embedder = MiniLm::load(&files).expect("model files verified but not loadable");
-        Some(embedder.tokenizer().clone())
+        match embedder.token_counter() {
+            TokenCounter::HuggingFace(tokenizer) => Some(tokenizer.clone()),
+            other => panic!("MiniLM counts with {other:?}"),
+        }
     }
 
-    fn count(tokenizer: &Tokenizer, text: &str) -> usize {
-        tokenizer.encode(text, false).unwrap().len()
+    fn count(counter: TokenCounter<'_>, text: &str) -> usize {
+        counter.try_count(text).unwrap()
     }
 
     /// Order, bounds, budget and coverage of one document's chunks.
@@ -218,7 +222,7 @@ mod rust_book {
         name: &str,
         doc: &ExtractedDocument,
         chunks: &[ChunkDraft],
-        tokenizer: &Tokenizer,
+        counter: TokenCounter<'_>,
         config: &ChunkConfig,
     ) {
         let mut covered_to = 0;
@@ -230,7 +234,7 @@ mod rust_book {
                 Some(chunk.text.as_str()),
                 "{name}"
             );
-            let tokens = count(tokenizer, &chunk.text);
+            let tokens = count(counter, &chunk.text);
             assert!(
                 tokens <= config.max_tokens,
                 "{name}: chunk {i} has {tokens} tokens"
@@ -285,23 +289,23 @@ mod rust_book {
         overlap_tokens: 32,
     };
 
-    fn chunk_all(documents: &[(String, ExtractedDocument)], tokenizer: &Tokenizer) -> usize {
+    fn chunk_all(documents: &[(String, ExtractedDocument)], counter: TokenCounter<'_>) -> usize {
         let config = ChunkConfig {
             max_tokens: 200,
             overlap_tokens: 20,
         };
-        chunk_all_with(documents, tokenizer, &config)
+        chunk_all_with(documents, counter, &config)
     }
 
     fn chunk_all_with(
         documents: &[(String, ExtractedDocument)],
-        tokenizer: &Tokenizer,
+        counter: TokenCounter<'_>,
         config: &ChunkConfig,
     ) -> usize {
         let mut total = 0;
         for (name, doc) in documents {
-            let chunks = chunk_document(doc, tokenizer, config).unwrap();
-            assert_invariants(name, doc, &chunks, tokenizer, config);
+            let chunks = chunk_document(doc, counter, config).unwrap();
+            assert_invariants(name, doc, &chunks, counter, config);
             total += chunks.len();
         }
         total
@@ -312,14 +316,19 @@ mod rust_book {
         let Some(documents) = markdown_documents() else {
             return;
         };
-        let chunks = chunk_all(&documents, &word_tokenizer());
+        let chunks = chunk_all(&documents, TokenCounter::HuggingFace(&word_tokenizer()));
         println!(
             "{} markdown files, {chunks} chunks with the word tokenizer",
             documents.len()
         );
 
+        let tiktoken = TokenCounter::for_openai_model("text-embedding-3-small");
+        let chunks = chunk_all_with(&documents, tiktoken, &MODEL_CHUNKING);
+        println!("{chunks} chunks for text-embedding-3-small, none over 254 tiktoken tokens");
+
         if let Some(tokenizer) = model_tokenizer() {
-            let chunks = chunk_all_with(&documents, &tokenizer, &MODEL_CHUNKING);
+            let counter = TokenCounter::HuggingFace(&tokenizer);
+            let chunks = chunk_all_with(&documents, counter, &MODEL_CHUNKING);
             println!("{chunks} chunks with the model tokenizer, none over 254 word-pieces");
         }
     }
@@ -339,7 +348,8 @@ mod rust_book {
             max_tokens: 120,
             overlap_tokens: 0,
         };
-        let chunks = chunk_document(ownership, &word_tokenizer(), &config).unwrap();
+        let words = word_tokenizer();
+        let chunks = chunk_document(ownership, TokenCounter::HuggingFace(&words), &config).unwrap();
         let rules = chunks
             .iter()
             .find(|chunk| chunk.text.contains("Each value in Rust has an _owner_"))
@@ -367,7 +377,8 @@ mod rust_book {
                 documents.push((file.source_path.clone(), doc));
             }
         }
-        let chunks = chunk_all_with(&documents, &tokenizer, &MODEL_CHUNKING);
+        let counter = TokenCounter::HuggingFace(&tokenizer);
+        let chunks = chunk_all_with(&documents, counter, &MODEL_CHUNKING);
         println!(
             "{} html pages, {chunks} chunks, none over 254 word-pieces",
             documents.len()
@@ -387,6 +398,7 @@ mod rust_book {
         assert!(unsupported_only, "{errors:?}");
 
         let tokenizer = word_tokenizer();
+        let counter = TokenCounter::HuggingFace(&tokenizer);
         let config = ChunkConfig {
             max_tokens: 200,
             overlap_tokens: 20,
@@ -396,8 +408,8 @@ mod rust_book {
             match decode_and_extract(&file.path, file.kind).unwrap() {
                 Extraction::Skipped { reason } => skipped.push((file.source_path.clone(), reason)),
                 Extraction::Content(doc) => {
-                    let chunks = chunk_document(&doc, &tokenizer, &config).unwrap();
-                    assert_invariants(&file.source_path, &doc, &chunks, &tokenizer, &config);
+                    let chunks = chunk_document(&doc, counter, &config).unwrap();
+                    assert_invariants(&file.source_path, &doc, &chunks, counter, &config);
                     check_anchors(&file.source_path, &doc, &chunks);
                 }
             }
@@ -453,6 +465,8 @@ mod odd_inputs {
         ChunkConfig, Extraction, chunk_document, decode_bytes, extract_document,
     };
 
+    use grounded_embed::TokenCounter;
+
     use super::rust_book::word_tokenizer;
 
     const KINDS: [DocumentKind; 4] = [
@@ -476,7 +490,8 @@ mod odd_inputs {
         let Ok(Extraction::Content(doc)) = extract_document(kind, &decoded.text) else {
             return false;
         };
-        let chunks = chunk_document(&doc, &word_tokenizer(), &config).unwrap();
+        let words = word_tokenizer();
+        let chunks = chunk_document(&doc, TokenCounter::HuggingFace(&words), &config).unwrap();
         for chunk in &chunks {
             assert_eq!(
                 doc.text.get(chunk.byte_range.clone()),

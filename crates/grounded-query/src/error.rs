@@ -16,4 +16,12 @@ pub enum QueryError {
 
     #[error(transparent)]
     Store(#[from] StoreError),
+
+    /// A prompt template that cannot be read, parsed or rendered.
+    #[error("prompt template {name}: {message}")]
+    Template { name: String, message: String },
+
+    /// The chat model failed.
+    #[error(transparent)]
+    Provider(#[from] grounded_provider::ProviderError),
 }

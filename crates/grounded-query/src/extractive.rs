@@ -78,6 +78,7 @@ fn no_answer() -> Answer {
         text: NO_ANSWER.into(),
         produced_by: EXTRACTIVE.into(),
         citations: Vec::new(),
+        grounded: false,
     }
 }
 
@@ -125,6 +126,7 @@ fn compose_answer(chosen: &[Candidate], citations: &[Citation]) -> Answer {
     Answer {
         text,
         produced_by: EXTRACTIVE.into(),
+        grounded: !cited.is_empty(),
         citations: cited,
     }
 }

@@ -1,15 +1,12 @@
 //! `grounded ask`: retrieve, compose the grounded prompt, answer with citations.
 
-use grounded_core::Answer;
-use grounded_embed::Embedder;
 use grounded_query::{
-    ExtractiveOptions, GroundedPrompt, PromptBudget, SearchRequest, answer_extractively,
-    compose_prompt,
+    AnswerOptions, AnswerOutcome, Answerer, GroundedPrompt, PromptBudget, SearchRequest,
 };
 
 use crate::cli::{AskArgs, GlobalArgs};
 use crate::context::{Context, collection_name};
-use crate::output;
+use crate::{llm, output};
 
 pub async fn run(global: &GlobalArgs, args: AskArgs) -> anyhow::Result<()> {
     let context = Context::open(global).await?;
@@ -17,22 +14,28 @@ pub async fn run(global: &GlobalArgs, args: AskArgs) -> anyhow::Result<()> {
     let request = args
         .retrieval
         .request(collection, &args.question, args.top_k);
-    let budget = PromptBudget {
-        max_prompt_tokens: args.prompt_tokens,
+    let answerer = llm::answerer(global, &args.answer, context.embedder.clone())?;
+    let options = AnswerOptions {
+        budget: PromptBudget {
+            max_prompt_tokens: args.prompt_tokens,
+        },
+        max_tokens: args.answer.max_tokens,
+        temperature: args.answer.temperature,
+        attribution: args.answer.attribution.0,
     };
 
-    let (prompt, answer) = ask(&context, &request, budget).await?;
+    let (prompt, outcome) = ask(&context, &answerer, &request, options).await?;
     match (args.json, args.show_prompt) {
         (true, true) => {
-            let both = serde_json::json!({ "prompt": prompt.messages, "answer": answer });
+            let both = serde_json::json!({ "prompt": prompt.messages, "answer": outcome });
             println!("{}", serde_json::to_string_pretty(&both)?);
         }
-        (true, false) => println!("{}", serde_json::to_string_pretty(&answer)?),
+        (true, false) => println!("{}", serde_json::to_string_pretty(&outcome)?),
         (false, show_prompt) => {
             if show_prompt {
                 println!("{}", serde_json::to_string_pretty(&prompt.messages)?);
             }
-            output::print_answer(&args.question, &answer);
+            output::print_answer(&args.question, &outcome);
         }
     }
     context.close().await;
@@ -42,27 +45,13 @@ pub async fn run(global: &GlobalArgs, args: AskArgs) -> anyhow::Result<()> {
 /// Retrieves sources for the request's query, composes the prompt and answers it.
 pub async fn ask(
     context: &Context,
+    answerer: &Answerer,
     request: &SearchRequest,
-    budget: PromptBudget,
-) -> anyhow::Result<(GroundedPrompt, Answer)> {
+    options: AnswerOptions,
+) -> anyhow::Result<(GroundedPrompt, AnswerOutcome)> {
     let question = request.query.as_str();
     let hits = context.search(request).await?;
-
-    let tokenizer = context.embedder.tokenizer();
-    let count_tokens = |text: &str| {
-        tokenizer
-            .encode(text, false)
-            .map(|encoding| encoding.len())
-            .unwrap_or(text.len())
-    };
-    let prompt = compose_prompt(question, &hits, budget, &count_tokens);
-
-    let answer = answer_extractively(
-        question,
-        &prompt,
-        &context.embedder,
-        ExtractiveOptions::default(),
-    )
-    .await?;
-    Ok((prompt, answer))
+    let prompt = answerer.prompt(question, &hits, options.budget)?;
+    let outcome = answerer.answer(question, &prompt, options).await?;
+    Ok((prompt, outcome))
 }

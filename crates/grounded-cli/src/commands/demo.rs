@@ -7,12 +7,12 @@
 use std::path::Path;
 
 use grounded_cli::book;
-use grounded_query::PromptBudget;
+use grounded_query::AnswerOptions;
 
 use crate::cli::{ChunkingArgs, CollectionArg, DemoArgs, GlobalArgs, IngestArgs};
 use crate::commands::{ask, ingest};
 use crate::context::Context;
-use crate::output;
+use crate::{llm, output};
 
 const COLLECTION: &str = "rust-book";
 
@@ -32,7 +32,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let context = Context::open(global).await?;
 
     let ingest_args = demo_ingest_args(&book);
-    let options = ingest::options(&ingest_args, &context.embedder)?;
+    let options = ingest::options(&ingest_args, context.embedder.as_ref())?;
     let report = match ingest::ingest(&context, &ingest_args.paths, &options).await {
         Err(error) if is_schema_mismatch(&error) => {
             // The demo owns its collection: one of an older layout is rebuilt,
@@ -54,8 +54,15 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
 
     println!();
     let request = grounded_query::SearchRequest::new(COLLECTION, QUESTION, 5);
-    let (_, answer) = ask::ask(&context, &request, PromptBudget::default()).await?;
-    output::print_answer(QUESTION, &answer);
+    let answerer = llm::answerer(global, &args.answer, context.embedder.clone())?;
+    let options = AnswerOptions {
+        max_tokens: args.answer.max_tokens,
+        temperature: args.answer.temperature,
+        attribution: args.answer.attribution.0,
+        ..AnswerOptions::default()
+    };
+    let (_, outcome) = ask::ask(&context, &answerer, &request, options).await?;
+    output::print_answer(QUESTION, &outcome);
     context.close().await;
     Ok(())
 }

@@ -94,7 +94,7 @@ pub async fn run(global: &GlobalArgs, args: EvalArgs) -> anyhow::Result<()> {
     );
 
     let retriever = Retriever::new(
-        &context.embedder,
+        context.embedder.as_ref(),
         context.index.as_ref(),
         context.store.as_ref(),
     );

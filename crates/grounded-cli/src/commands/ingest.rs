@@ -7,16 +7,16 @@ use grounded_ingest::pipeline::{IngestProgress, IngestReport};
 use grounded_ingest::{ChunkConfig, IngestOptions, Ingestor, WalkOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{GlobalArgs, IngestArgs};
+use crate::cli::{ChunkingArgs, GlobalArgs, IngestArgs};
 use crate::context::{Context, collection_name};
 use crate::output;
 
 /// Files larger than this are skipped as unlikely to be documents.
-const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub async fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
     let context = Context::open(global).await?;
-    let options = options(&args, &context.embedder)?;
+    let options = options(&args, context.embedder.as_ref())?;
 
     let report = ingest(&context, &args.paths, &options).await?;
     if args.json {
@@ -30,27 +30,9 @@ pub async fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
 
 /// Builds the run's options from the flags, checking them against the model.
 pub fn options(args: &IngestArgs, embedder: &dyn Embedder) -> anyhow::Result<IngestOptions> {
-    let limit = embedder.max_input_tokens();
-    if args.chunking.chunk_tokens > limit {
-        anyhow::bail!(
-            "--chunk-tokens {} exceeds the model's limit of {limit} tokens",
-            args.chunking.chunk_tokens
-        );
-    }
-    let chunking = ChunkConfig {
-        max_tokens: args.chunking.chunk_tokens,
-        overlap_tokens: args.chunking.chunk_overlap,
-    };
-    chunking.validate().map_err(|_| {
-        anyhow::anyhow!(
-            "--chunk-overlap {} must be smaller than --chunk-tokens {}, which must be at least 1",
-            chunking.overlap_tokens,
-            chunking.max_tokens
-        )
-    })?;
     Ok(IngestOptions {
         collection: collection_name(&args.collection.collection)?.to_string(),
-        chunking,
+        chunking: chunking(&args.chunking, embedder)?,
         walk: WalkOptions {
             follow_links: false,
             exclude: args.excludes.clone(),
@@ -62,6 +44,29 @@ pub fn options(args: &IngestArgs, embedder: &dyn Embedder) -> anyhow::Result<Ing
     })
 }
 
+/// The chunk sizes the flags give, checked against the model's limit.
+pub fn chunking(args: &ChunkingArgs, embedder: &dyn Embedder) -> anyhow::Result<ChunkConfig> {
+    let limit = embedder.max_input_tokens();
+    if args.chunk_tokens > limit {
+        anyhow::bail!(
+            "--chunk-tokens {} exceeds the model's limit of {limit} tokens",
+            args.chunk_tokens
+        );
+    }
+    let chunking = ChunkConfig {
+        max_tokens: args.chunk_tokens,
+        overlap_tokens: args.chunk_overlap,
+    };
+    chunking.validate().map_err(|_| {
+        anyhow::anyhow!(
+            "--chunk-overlap {} must be smaller than --chunk-tokens {}, which must be at least 1",
+            chunking.overlap_tokens,
+            chunking.max_tokens
+        )
+    })?;
+    Ok(chunking)
+}
+
 /// Runs one ingest with a progress bar on a terminal.
 pub async fn ingest(
     context: &Context,
@@ -69,7 +74,7 @@ pub async fn ingest(
     options: &IngestOptions,
 ) -> anyhow::Result<IngestReport> {
     let ingestor = Ingestor::new(
-        &context.embedder,
+        context.embedder.as_ref(),
         context.store.as_ref(),
         context.index.as_ref(),
     );

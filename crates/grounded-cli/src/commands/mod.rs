@@ -8,3 +8,4 @@ pub mod eval;
 pub mod ingest;
 pub mod migrate;
 pub mod search;
+pub mod serve;

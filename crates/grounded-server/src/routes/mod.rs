@@ -1,0 +1,7 @@
+//! One file per resource of the API.
+
+pub mod answer;
+pub mod documents;
+pub mod health;
+pub mod meta;
+pub mod search;
