@@ -399,9 +399,9 @@ pub struct AnswerArgs {
 
     /// The similarity (0 to 1, with the embedding model) from which a
     /// sentence of a chat model's answer that cites nothing is attributed to
-    /// the source sentence it restates; `off` keeps only the model's own
-    /// citations.
-    #[arg(long, env = "GROUNDED_ATTRIBUTION", default_value = "0.75", value_parser = attribution_value)]
+    /// the source sentence it restates (0.8 is a reasonable value); `off`
+    /// keeps only the model's own citations.
+    #[arg(long, env = "GROUNDED_ATTRIBUTION", default_value = "off", value_parser = attribution_value)]
     pub attribution: Attribution,
 
     /// The local model's GGUF file [default: fetched into the cache directory].

@@ -102,6 +102,9 @@ pub fn print_answer(question: &str, outcome: &AnswerOutcome) {
             outcome.removed_markers
         );
     }
+    if outcome.finish_reason.as_deref() == Some("length") {
+        println!("  (cut off: the answer reached --max-tokens)");
+    }
     if outcome.attributed_markers > 0 {
         println!(
             "  ({} marker(s) added by attribution: sentences that cited nothing but restate that source)",

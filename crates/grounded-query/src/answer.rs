@@ -20,7 +20,7 @@ use grounded_provider::{ChatEvent, ChatModel, ChatRequest, Usage};
 use serde::Serialize;
 
 use crate::QueryError;
-use crate::attribution::{Attributor, DEFAULT_MIN_SIMILARITY, SentenceAttribution};
+use crate::attribution::{Attributor, SentenceAttribution};
 use crate::citations::{CitationFilter, filter_citations};
 use crate::extractive::{ExtractiveOptions, answer_extractively};
 use crate::prompt::{GroundedPrompt, PromptBudget, PromptTemplates, compose_prompt};
@@ -52,8 +52,8 @@ pub struct AnswerOptions {
     pub max_tokens: u32,
     pub temperature: f32,
     /// The similarity from which an uncited sentence of a chat model's
-    /// answer is attributed to the source it restates; `None` turns
-    /// attribution off (see [`crate::attribution`]).
+    /// answer is attributed to the source it restates; `None`, the default,
+    /// keeps only the model's own citations (see [`crate::attribution`]).
     pub attribution: Option<f32>,
 }
 
@@ -63,7 +63,7 @@ impl Default for AnswerOptions {
             budget: PromptBudget::default(),
             max_tokens: 512,
             temperature: 0.0,
-            attribution: Some(DEFAULT_MIN_SIMILARITY),
+            attribution: None,
         }
     }
 }
@@ -80,6 +80,9 @@ pub struct AnswerOutcome {
     /// How many markers were added by attribution, to sentences that cited
     /// nothing but restate a source.
     pub attributed_markers: usize,
+    /// Why the model stopped: `stop`, or `length` when it reached
+    /// `max_tokens` and the answer is cut off; none for an extractive answer.
+    pub finish_reason: Option<String>,
 }
 
 /// One event of a streamed answer: text deltas, then the whole outcome.
@@ -166,13 +169,15 @@ impl Answerer {
             text = whole;
             attributed = sentences.added();
         }
-        Ok(outcome(
+        let mut outcome = outcome(
             text,
             model.model_id(),
             (filter.removed(), attributed),
             &prompt.citations,
             Some(completion.usage),
-        ))
+        );
+        outcome.finish_reason = completion.finish_reason;
+        Ok(outcome)
     }
 
     /// The attributor for `prompt`'s sources, unless attribution is off.
@@ -231,6 +236,7 @@ impl Answerer {
             usage: None,
             removed_markers: 0,
             attributed_markers: 0,
+            finish_reason: None,
         })
     }
 }
@@ -279,6 +285,7 @@ fn outcome(
         usage,
         removed_markers,
         attributed_markers,
+        finish_reason: None,
     }
 }
 
@@ -354,7 +361,10 @@ impl FilteredStream {
                     Err(error) => self.fail(error),
                 }
             }
-            Some(Ok(ChatEvent::Done { usage, .. })) => self.finish(usage).await,
+            Some(Ok(ChatEvent::Done {
+                usage,
+                finish_reason,
+            })) => self.finish(usage, finish_reason).await,
             Some(Err(error)) => self.fail(error.into()),
             None => self.fail(
                 grounded_provider::ProviderError::Protocol {
@@ -385,20 +395,21 @@ impl FilteredStream {
         }
     }
 
-    async fn finish(&mut self, usage: Usage) {
+    async fn finish(&mut self, usage: Usage, finish_reason: Option<String>) {
         let rest = self.filter.finish();
         let rest = match self.attribute(&rest, true).await {
             Ok(rest) => rest,
             Err(error) => return self.fail(error),
         };
         self.queue_delta(rest.trim_end());
-        let outcome = outcome(
+        let mut outcome = outcome(
             self.emitted.clone(),
             self.model.model_id(),
             (self.filter.removed(), self.sentences.added()),
             &self.sources,
             Some(usage),
         );
+        outcome.finish_reason = finish_reason;
         self.queued
             .push_back(Ok(AnswerEvent::Done(Box::new(outcome))));
         self.finished = true;

@@ -24,10 +24,10 @@ use crate::QueryError;
 use crate::citations::filter_citations;
 
 /// The cosine similarity from which a sentence counts as restating a source
-/// sentence, with all-MiniLM-L6-v2: paraphrases of one sentence score about
-/// 0.8 and above, sentences on the same topic that say something else
-/// mostly 0.4 to 0.7.
-pub const DEFAULT_MIN_SIMILARITY: f32 = 0.75;
+/// sentence, with all-MiniLM-L6-v2: near copies of a source sentence score
+/// 0.85 and above, sentences on the same topic that say something else
+/// mostly 0.4 to 0.75 (fragments of a wrapped line up to 0.78).
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.8;
 
 /// Sentences with fewer words are not attributed (list numbers, "Yes.").
 const MIN_WORDS: usize = 4;
@@ -76,7 +76,7 @@ impl Attributor {
     /// The number of the source `sentence` restates, if one is close enough.
     async fn source_of(&self, sentence: &str) -> Result<Option<usize>, QueryError> {
         let words = sentence.split_whitespace().count();
-        if words < MIN_WORDS || self.sentences.is_empty() {
+        if words < MIN_WORDS || !is_complete(sentence) || self.sentences.is_empty() {
             return Ok(None);
         }
         let vector = self
@@ -96,6 +96,15 @@ impl Attributor {
             .filter(|(_, similarity)| *similarity >= self.min_similarity)
             .map(|(number, _)| number))
     }
+}
+
+/// Whether a sentence ends like one. A model that wraps its lines like the
+/// sources it read produces line-long fragments, which split as sentences;
+/// those are never attributed.
+fn is_complete(sentence: &str) -> bool {
+    sentence
+        .trim_end()
+        .ends_with(['.', '!', '?', ':', ';', ')', '"', '”', '’', '`', '*'])
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -135,7 +144,7 @@ impl SentenceAttribution {
         attributor: &Attributor,
     ) -> Result<String, QueryError> {
         self.pending.push_str(text);
-        let segments: Vec<&str> = self.pending.split_sentence_bounds().collect();
+        let segments = sentences(&self.pending);
         let Some((last, settled)) = segments.split_last() else {
             return Ok(String::new());
         };
@@ -162,7 +171,7 @@ impl SentenceAttribution {
     /// When the embedder fails.
     pub async fn finish(&mut self, attributor: &Attributor) -> Result<String, QueryError> {
         let rest = std::mem::take(&mut self.pending);
-        let segments: Vec<String> = rest.split_sentence_bounds().map(str::to_string).collect();
+        let segments: Vec<String> = sentences(&rest).into_iter().map(str::to_string).collect();
         let mut out = String::new();
         for (index, sentence) in segments.iter().enumerate() {
             let following = segments.get(index + 1).map_or("", String::as_str);
@@ -196,6 +205,33 @@ impl SentenceAttribution {
         let space = &sentence[body.len()..];
         Ok(format!("{body} [{number}]{space}"))
     }
+}
+
+/// The sentences of `text`, whitespace kept. A line break followed by a
+/// lowercase letter joins two lines of one sentence (a model that wraps its
+/// lines like the sources it read), so it does not end a sentence; any other
+/// line break does, as in Unicode's rules.
+fn sentences(text: &str) -> Vec<&str> {
+    let joined: String = text
+        .char_indices()
+        .map(|(at, c)| {
+            let next = text[at + c.len_utf8()..].chars().next();
+            match (c, next) {
+                ('\n', Some(next)) if next.is_lowercase() => ' ',
+                _ => c,
+            }
+        })
+        .collect();
+    // `joined` has the same byte offsets: only `\n` became ` `.
+    let mut bounds: Vec<usize> = joined
+        .split_sentence_bound_indices()
+        .map(|(at, _)| at)
+        .collect();
+    bounds.push(text.len());
+    bounds
+        .windows(2)
+        .map(|pair| &text[pair[0]..pair[1]])
+        .collect()
 }
 
 /// Whether `segment` has begun a sentence: it holds a letter outside the
@@ -317,6 +353,17 @@ mod tests {
             Threads share data through a Mutex they lock. [2]"
         );
         assert_eq!(added, 2);
+    }
+
+    #[tokio::test]
+    async fn a_wrapped_sentence_is_one_sentence_and_a_fragment_is_not_attributed() {
+        let text = "Each value has\nan owner. Each value has an owner and\nThat";
+        let (out, added) = attributed(&[text]).await;
+        assert_eq!(
+            out,
+            "Each value has\nan owner. [1] Each value has an owner and\nThat"
+        );
+        assert_eq!(added, 1);
     }
 
     #[tokio::test]

@@ -67,6 +67,8 @@ impl PromptTemplates {
     /// The built-in templates.
     pub fn builtin() -> Self {
         let mut env = Environment::new();
+        // A misspelt variable is an error, not an empty string.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         for (name, source) in BUILTIN {
             // The built-in templates are tested to parse.
             let _ = env.add_template(name, source);
@@ -102,7 +104,13 @@ impl PromptTemplates {
                 .add_template_owned(name.to_string(), source)
                 .map_err(|err| template_error(&path.display().to_string(), &err))?;
         }
-        templates.check()?;
+        templates.check().map_err(|error| match error {
+            QueryError::Template { name, message } => QueryError::Template {
+                name: dir.join(name).display().to_string(),
+                message,
+            },
+            other => other,
+        })?;
         Ok(templates)
     }
 
@@ -163,10 +171,17 @@ impl Default for PromptTemplates {
     }
 }
 
+/// What each template is given, for messages about the others.
+const TEMPLATE_VALUES: &str = "system.jinja gets no values; source.jinja gets number, path, \
+line_start, line_end, section, title and text; user.jinja gets question and sources";
+
 fn template_error(name: &str, err: &minijinja::Error) -> QueryError {
     let mut message = err.to_string();
     if let Some(line) = err.line() {
         message = format!("line {line}: {message}");
+    }
+    if err.kind() == minijinja::ErrorKind::UndefinedError {
+        message = format!("{message}: it uses a value that is not given ({TEMPLATE_VALUES})");
     }
     QueryError::Template {
         name: name.to_string(),
@@ -387,6 +402,14 @@ mod tests {
             prompt.messages[0].content.contains("[n]"),
             "system stays built in"
         );
+
+        std::fs::write(dir.path().join(SOURCE_TEMPLATE), "{{ txt }}").expect("write template");
+        let error = PromptTemplates::from_dir(dir.path()).expect_err("a misspelt value fails");
+        assert!(
+            error.to_string().contains("source.jinja gets number"),
+            "{error}"
+        );
+        std::fs::remove_file(dir.path().join(SOURCE_TEMPLATE)).expect("remove");
 
         std::fs::write(dir.path().join(SYSTEM_TEMPLATE), "{% if %}").expect("write template");
         let error = PromptTemplates::from_dir(dir.path()).expect_err("a broken template fails");

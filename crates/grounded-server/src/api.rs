@@ -118,7 +118,7 @@ pub struct SearchBody {
     pub query: String,
     /// How many hits, 1 to 100.
     #[serde(default = "default_search_top_k")]
-    #[schema(minimum = 1, maximum = 100, default = 10)]
+    #[schema(minimum = 1, maximum = 100, default = 5)]
     pub top_k: usize,
     #[serde(default)]
     pub mode: Mode,
@@ -175,8 +175,9 @@ pub struct AnswerBody {
     pub prompt_tokens: Option<usize>,
 }
 
+/// As `grounded search -k`.
 fn default_search_top_k() -> usize {
-    10
+    5
 }
 
 fn default_answer_top_k() -> usize {
@@ -342,6 +343,9 @@ pub struct AnswerResponse {
     pub attributed_markers: usize,
     /// Tokens spent; absent for an extractive answer.
     pub usage: Option<UsageBody>,
+    /// Why the model stopped: `stop`, or `length` when the answer reached
+    /// `max_tokens` and is cut off; absent for an extractive answer.
+    pub finish_reason: Option<String>,
     /// How many sources the prompt held.
     pub sources: usize,
 }
@@ -363,6 +367,7 @@ impl AnswerResponse {
                 counted_locally: usage.counted_locally,
             }),
             sources,
+            finish_reason: outcome.finish_reason.clone(),
         }
     }
 }

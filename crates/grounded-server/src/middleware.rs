@@ -33,7 +33,9 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .unwrap_or("")
         .to_string();
 
-    let span = tracing::info_span!("request", %method, %route, %request_id);
+    // At error level, so that the span (and the id on every line inside it)
+    // is there whenever anything of the request is logged at all.
+    let span = tracing::error_span!("request", %method, %route, %request_id);
     let response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status().as_u16();

@@ -340,6 +340,8 @@ async fn documents_search_and_answers_end_to_end() {
         "streamed and plain citations differ"
     );
     assert_eq!(done["grounded"], plain["grounded"]);
+    assert_eq!(plain["finish_reason"], "stop");
+    assert_eq!(done["finish_reason"], plain["finish_reason"]);
 
     let chat_requests: Vec<_> = server
         .standin
@@ -604,6 +606,32 @@ async fn errors_come_in_one_shape_with_the_right_status() {
         );
         assert!(request_id.is_some(), "{url} has no request id");
     }
+
+    let binary = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(
+            b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0\x01\0\0\0".to_vec(),
+        )
+        .file_name("bin.txt"),
+    );
+    let response = server
+        .client
+        .post(server.url("/v1/documents"))
+        .multipart(binary)
+        .send()
+        .await
+        .expect("upload");
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("bin.txt"),
+        "names the upload: {message}"
+    );
+    let uploads = server._dir.path().join("uploads");
+    assert!(!uploads.join("default/bin.txt").exists());
+    let incoming = std::fs::read_dir(uploads.join(".incoming")).expect("incoming dir");
+    assert_eq!(incoming.count(), 0, "a refused upload left a file behind");
 
     let echoed = server
         .client

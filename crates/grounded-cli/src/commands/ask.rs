@@ -4,6 +4,8 @@ use grounded_query::{
     AnswerOptions, AnswerOutcome, Answerer, GroundedPrompt, PromptBudget, SearchRequest,
 };
 
+use grounded_server::api::AnswerResponse;
+
 use crate::cli::{AskArgs, GlobalArgs};
 use crate::context::{Context, collection_name};
 use crate::{llm, output};
@@ -25,12 +27,14 @@ pub async fn run(global: &GlobalArgs, args: AskArgs) -> anyhow::Result<()> {
     };
 
     let (prompt, outcome) = ask(&context, &answerer, &request, options).await?;
+    // The same JSON as the HTTP API's answer.
+    let response = AnswerResponse::new(&outcome, prompt.citations.len());
     match (args.json, args.show_prompt) {
         (true, true) => {
-            let both = serde_json::json!({ "prompt": prompt.messages, "answer": outcome });
+            let both = serde_json::json!({ "prompt": prompt.messages, "answer": response });
             println!("{}", serde_json::to_string_pretty(&both)?);
         }
-        (true, false) => println!("{}", serde_json::to_string_pretty(&outcome)?),
+        (true, false) => println!("{}", serde_json::to_string_pretty(&response)?),
         (false, show_prompt) => {
             if show_prompt {
                 println!("{}", serde_json::to_string_pretty(&prompt.messages)?);

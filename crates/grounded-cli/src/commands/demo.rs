@@ -9,7 +9,7 @@ use std::path::Path;
 use grounded_cli::book;
 use grounded_query::AnswerOptions;
 
-use crate::cli::{ChunkingArgs, CollectionArg, DemoArgs, GlobalArgs, IngestArgs};
+use crate::cli::{ChunkingArgs, CollectionArg, DemoArgs, GlobalArgs, IngestArgs, Llm};
 use crate::commands::{ask, ingest};
 use crate::context::Context;
 use crate::{llm, output};
@@ -54,7 +54,22 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
 
     println!();
     let request = grounded_query::SearchRequest::new(COLLECTION, QUESTION, 5);
-    let answerer = llm::answerer(global, &args.answer, context.embedder.clone())?;
+    // The extractive answer first: sentences of the book, always cited. Then
+    // the chosen model's, when it is another, checked the same way.
+    let mut answer_args = args.answer.clone();
+    let chosen = llm::chosen(&answer_args);
+    answer_args.llm = Some(Llm::Extractive);
+    let extractive = llm::answerer(global, &answer_args, context.embedder.clone())?;
+    let (_, outcome) = ask::ask(&context, &extractive, &request, AnswerOptions::default()).await?;
+    output::print_answer(QUESTION, &outcome);
+    if chosen == Llm::Extractive {
+        context.close().await;
+        return Ok(());
+    }
+
+    println!();
+    answer_args.llm = Some(chosen);
+    let answerer = llm::answerer(global, &answer_args, context.embedder.clone())?;
     let options = AnswerOptions {
         max_tokens: args.answer.max_tokens,
         temperature: args.answer.temperature,

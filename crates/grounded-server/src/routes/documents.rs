@@ -7,7 +7,7 @@
 //! from the collection and the path, so uploading a path again replaces
 //! that document, and the same content again changes nothing.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -31,6 +31,9 @@ use crate::{ApiError, AppState, metrics};
 
 /// The longest document path accepted, in bytes.
 const MAX_PATH_BYTES: usize = 1024;
+
+/// The longest part of a document path, in bytes: what file systems allow.
+const MAX_NAME_BYTES: usize = 255;
 
 /// One document to store, however it arrived.
 #[derive(Debug)]
@@ -202,13 +205,8 @@ async fn store_upload(state: &AppState, upload: Upload) -> Result<Response, ApiE
         .store
         .find_document(&collection, &source_path)
         .await?;
-    let file = write_upload(
-        &state.config().uploads_dir,
-        &collection,
-        &source_path,
-        &upload.bytes,
-    )
-    .await?;
+    let uploads = &state.config().uploads_dir;
+    let incoming = write_incoming(uploads, &upload.bytes).await?;
 
     let options = IngestOptions {
         collection: collection.clone(),
@@ -222,16 +220,23 @@ async fn store_upload(state: &AppState, upload: Upload) -> Result<Response, ApiE
         engine.index.as_ref(),
     );
     let source = SourceFile {
-        path: file,
+        path: incoming.to_path_buf(),
         source_path: source_path.clone(),
         kind,
     };
     let report = ingestor.run_files(&[source], &options, &NoProgress).await?;
     metrics::record_cache(report.embeddings_cached, report.embeddings_computed);
 
+    // A refused upload leaves nothing behind: the incoming file goes with
+    // `incoming`, and the message names the upload, not the server's disk.
     if let Some(failure) = report.failures.first().or(report.skipped.first()) {
-        return Err(ApiError::unprocessable(failure.error.clone()));
+        let message = failure
+            .error
+            .replace(&incoming.display().to_string(), &source_path);
+        return Err(ApiError::unprocessable(message));
     }
+    keep_upload(incoming, uploads, &collection, &source_path).await;
+
     let document = engine
         .store
         .find_document(&collection, &source_path)
@@ -288,41 +293,64 @@ fn checked_path(path: &str) -> Result<String, ApiError> {
     let all_normal = Path::new(path)
         .components()
         .all(|component| matches!(component, Component::Normal(_)));
-    if !all_normal || path.split('/').any(str::is_empty) {
+    let odd_part = path
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..");
+    if !all_normal || odd_part {
         return Err(bad("must not hold empty, `.` or `..` parts"));
+    }
+    if path.split('/').any(|part| part.len() > MAX_NAME_BYTES) {
+        return Err(bad(&format!(
+            "has a part longer than {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    if path.starts_with(".incoming/") {
+        return Err(bad(
+            "must not start with .incoming/, which the server uses itself",
+        ));
     }
     Ok(path.to_string())
 }
 
-/// Writes the bytes to `<uploads>/<collection>/<path>` through a temporary
-/// file, so that a reader never sees half of them.
-async fn write_upload(
+/// Writes the bytes to a new file under `<uploads>/.incoming/`, removed when
+/// the returned path is dropped unless [`keep_upload`] moves it into place.
+async fn write_incoming(uploads: &Path, bytes: &[u8]) -> Result<tempfile::TempPath, ApiError> {
+    let dir = uploads.join(".incoming");
+    let bytes = bytes.to_vec();
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<tempfile::TempPath> {
+        std::fs::create_dir_all(&dir)?;
+        let mut file = tempfile::NamedTempFile::new_in(&dir)?;
+        std::io::Write::write_all(&mut file, &bytes)?;
+        file.as_file().sync_all()?;
+        Ok(file.into_temp_path())
+    })
+    .await
+    .map_err(|error| ApiError::internal(format!("the upload writer failed: {error}")))?;
+    written.map_err(|error| {
+        tracing::error!(dir = %uploads.display(), %error, "cannot write an upload");
+        ApiError::internal("the server cannot store uploads right now")
+    })
+}
+
+/// Moves an ingested upload to `<uploads>/<collection>/<path>`, where a
+/// later delete finds it. The document is stored whether or not this works.
+async fn keep_upload(
+    incoming: tempfile::TempPath,
     uploads: &Path,
     collection: &str,
     source_path: &str,
-    bytes: &[u8],
-) -> Result<PathBuf, ApiError> {
+) {
     let target = uploads.join(collection).join(source_path);
-    let bytes = bytes.to_vec();
-    let written = target.clone();
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let dir = written.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let mut file = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut file, &bytes)?;
-        file.as_file().sync_all()?;
-        file.persist(&written).map_err(|error| error.error)?;
-        Ok(())
+    let moved = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        incoming.persist(&target).map_err(|error| error.error)
     })
-    .await
-    .map_err(|error| ApiError::internal(format!("the upload writer failed: {error}")))?
-    .map_err(|error| {
-        ApiError::internal(format!(
-            "cannot write the upload to {}: {error}",
-            target.display()
-        ))
-    })?;
-    Ok(target)
+    .await;
+    if !matches!(moved, Ok(Ok(()))) {
+        tracing::warn!(source_path, "an ingested upload could not be kept on disk");
+    }
 }
 
 /// Buffers a response so that it can be kept for replay.
@@ -460,7 +488,11 @@ mod tests {
             checked_path("guides/setup.md").expect("fine"),
             "guides/setup.md"
         );
+        let long_name = format!("{}.md", "a".repeat(300));
         for bad in [
+            long_name.as_str(),
+            "a/./b.md",
+            ".incoming/x.md",
             "",
             "/etc/passwd.md",
             "../up.md",
