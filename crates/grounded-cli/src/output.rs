@@ -90,7 +90,7 @@ pub fn print_answer(question: &str, outcome: &AnswerOutcome) {
     let answer = &outcome.answer;
     println!("question: {question}");
     println!("answer ({}):", answer.produced_by);
-    println!("  {}", answer.text);
+    println!("  {}", answer.text.replace('\n', "\n  "));
     if !answer.grounded {
         println!(
             "  (not grounded: this answer cites none of the sources, so the documents do not back it)"

@@ -36,6 +36,7 @@ pub fn handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was installed already: /metrics stays empty");
             }
+            describe();
             spawn_upkeep(handle.clone());
             handle
         })
@@ -72,9 +73,53 @@ pub fn record_retrieval(mode: &str, elapsed: Duration) {
         .record(elapsed.as_secs_f64());
 }
 
+/// An upload's chunks found in (hits) or missing from (misses) the store's
+/// embedding cache; the query cache counts its own, as `cache="query"`.
 pub fn record_cache(hits: usize, misses: usize) {
-    metrics::counter!("grounded_embedding_cache_hits_total").increment(hits as u64);
-    metrics::counter!("grounded_embedding_cache_misses_total").increment(misses as u64);
+    metrics::counter!("grounded_embedding_cache_hits_total", "cache" => "store")
+        .increment(hits as u64);
+    metrics::counter!("grounded_embedding_cache_misses_total", "cache" => "store")
+        .increment(misses as u64);
+}
+
+/// The `# HELP` line of every series.
+fn describe() {
+    use metrics::{describe_counter, describe_histogram};
+
+    describe_counter!(
+        "grounded_http_requests_total",
+        "HTTP requests by route, method and status"
+    );
+    describe_histogram!(
+        "grounded_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to the response's start, by route, method and status"
+    );
+    describe_histogram!(
+        "grounded_retrieval_duration_seconds",
+        metrics::Unit::Seconds,
+        "Retrieval time of one search, query embedding included, by mode"
+    );
+    describe_counter!(
+        "grounded_embedding_cache_hits_total",
+        "Texts whose embedding came from a cache (store: uploads; query: searches)"
+    );
+    describe_counter!(
+        "grounded_embedding_cache_misses_total",
+        "Texts the embedding model had to embed (store: uploads; query: searches)"
+    );
+    describe_counter!(
+        "grounded_tokens_total",
+        "Chat model tokens by model and direction (in: prompt, out: completion)"
+    );
+    describe_counter!(
+        "grounded_provider_retries_total",
+        "Provider calls retried, by provider and reason"
+    );
+    describe_counter!(
+        "grounded_provider_errors_total",
+        "Provider calls that failed after their retries, by provider and class"
+    );
 }
 
 pub fn record_tokens(model: &str, prompt: u32, completion: u32) {

@@ -797,7 +797,8 @@ async fn health_metrics_and_openapi_describe_the_service() {
         "grounded_http_requests_total{route=\"/v1/search\",method=\"POST\",status=\"200\"}",
         "grounded_http_request_duration_seconds_bucket{route=\"/v1/answer\"",
         "grounded_retrieval_duration_seconds_bucket{mode=\"hybrid\"",
-        "grounded_embedding_cache_misses_total",
+        "grounded_embedding_cache_misses_total{cache=\"store\"}",
+        "# HELP grounded_tokens_total",
         "grounded_tokens_total{model=\"gpt-4o-mini\",direction=\"in\"}",
         "grounded_tokens_total{model=\"gpt-4o-mini\",direction=\"out\"}",
     ] {
