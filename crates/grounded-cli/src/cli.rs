@@ -125,6 +125,170 @@ pub enum Command {
     /// List or delete collections.
     #[command(subcommand)]
     Collections(CollectionsCommand),
+    /// Create, list, revoke or rotate the API keys of the HTTP service.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// What each key spent, by day, route and model, with an estimated cost.
+    Usage(UsageArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it, once: only its hash is kept.
+    Create(KeyCreateArgs),
+    /// Every key with its rights, limits and state; never a secret.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: it never works again.
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
+    },
+    /// Replace a key with a new one of the same rights; the old one keeps
+    /// working for the grace period.
+    Rotate(KeyRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// A label for people (`ci`, `alice laptop`); not unique.
+    #[arg(long, value_parser = key_name)]
+    pub name: String,
+
+    /// What the key may do: search, answer, ingest, admin (comma-separated;
+    /// none implies another).
+    #[arg(long, value_parser = scopes)]
+    pub scopes: grounded_auth::Scopes,
+
+    /// The collections the key may use, comma-separated [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = key_collection)]
+    pub collections: Option<Vec<String>>,
+
+    /// How long the key works (`90d`, `24h`, `30m`, `45s`) [default: until
+    /// revoked].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub expires: Option<std::time::Duration>,
+
+    /// Where the key may be used from: CIDR blocks or addresses,
+    /// comma-separated [default: anywhere].
+    #[arg(long = "allow-ip", value_name = "CIDR", value_delimiter = ',', value_parser = ip_block)]
+    pub allow_ips: Vec<ipnet::IpNet>,
+
+    /// Requests per minute [default: the server's --requests-per-minute].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub requests_per_minute: Option<u32>,
+
+    /// Tokens (prompt, completion and embedding) per UTC day [default: no
+    /// quota].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tokens_per_day: Option<u64>,
+
+    /// Print the key and its record as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRotateArgs {
+    /// The key's id, as `keys list` shows it.
+    pub id: String,
+
+    /// How long the old key keeps working (`24h`, `7d`, `0s` for not at
+    /// all).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
+    pub grace: std::time::Duration,
+
+    /// Print the new key and its record as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only this key's usage (its id; or `jwt:<subject>`, `anonymous`).
+    #[arg(long, value_name = "ID")]
+    pub key: Option<String>,
+
+    /// Only days on or after this one (UTC).
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = utc_day)]
+    pub since: Option<String>,
+
+    /// A JSON price table, USD per million tokens by model
+    /// (`{"gpt-4o-mini": {"prompt": 0.15, "completion": 0.6}}`); its
+    /// models replace the built-in prices.
+    #[arg(long, value_name = "FILE", env = "GROUNDED_PRICES")]
+    pub prices: Option<PathBuf>,
+
+    /// Print the ledger, the totals and the costs as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn key_name(value: &str) -> Result<String, String> {
+    match value.trim() {
+        "" => Err("a key's name must not be empty".into()),
+        name => Ok(name.to_owned()),
+    }
+}
+
+fn scopes(value: &str) -> Result<grounded_auth::Scopes, String> {
+    let scopes: grounded_auth::Scopes = value
+        .parse()
+        .map_err(|e: grounded_auth::ScopeError| e.to_string())?;
+    if scopes.is_empty() {
+        return Err("a key needs at least one scope: search, answer, ingest or admin".into());
+    }
+    Ok(scopes)
+}
+
+fn key_collection(value: &str) -> Result<String, String> {
+    let name = value.trim();
+    grounded_core::validate_collection_name(name)?;
+    Ok(name.to_owned())
+}
+
+fn duration(value: &str) -> Result<std::time::Duration, String> {
+    grounded_auth::parse_duration(value).map_err(|e| e.to_string())
+}
+
+fn ip_block(value: &str) -> Result<ipnet::IpNet, String> {
+    grounded_auth::parse_ip_block(value).map_err(|e| e.to_string())
+}
+
+/// A calendar day as the usage ledger keeps it: `YYYY-MM-DD`.
+fn utc_day(value: &str) -> Result<String, String> {
+    let invalid = || format!("{value:?} is not a day: expected YYYY-MM-DD, like 2025-01-31");
+    let parts: Vec<&str> = value.split('-').collect();
+    let [year, month, day] = parts[..] else {
+        return Err(invalid());
+    };
+    let digits =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(year, 4) && digits(month, 2) && digits(day, 2)) {
+        return Err(invalid());
+    }
+    let (year, month, day): (u32, u32, u32) = (
+        year.parse().unwrap_or(0),
+        month.parse().unwrap_or(0),
+        day.parse().unwrap_or(0),
+    );
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return Err(format!("{value:?} is not a day of the calendar"));
+    }
+    Ok(value.to_owned())
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -460,6 +624,66 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes (uploads included).
     #[arg(long, env = "GROUNDED_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Who may use the server. With no API key in the store and no token
+/// issuer, the server is open, and so listens on loopback only.
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    /// Proxies whose `X-Forwarded-For` is believed, as CIDR blocks
+    /// (`10.0.0.0/8,127.0.0.1/32`); from any other peer the header is
+    /// ignored.
+    #[arg(long, env = "GROUNDED_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// Requests per minute of a key that sets no rate of its own.
+    #[arg(long, env = "GROUNDED_REQUESTS_PER_MINUTE", default_value_t = 600)]
+    pub requests_per_minute: u32,
+
+    /// Failed authentications per minute allowed from one client address;
+    /// beyond it the address gets 429 until the minute has passed.
+    #[arg(long, env = "GROUNDED_AUTH_FAILURES_PER_MINUTE", default_value_t = 20)]
+    pub auth_failures_per_minute: u32,
+
+    /// The `iss` of accepted bearer tokens (JWT); with `--jwt-audience` and
+    /// either `--jwt-jwks` or `GROUNDED_JWT_HS256_SECRET(_FILE)`.
+    #[arg(long, env = "GROUNDED_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The audience accepted tokens must name.
+    #[arg(long, env = "GROUNDED_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The issuer's keys: a JWKS file, or its `https://…` URL.
+    #[arg(long, env = "GROUNDED_JWT_JWKS")]
+    pub jwt_jwks: Option<String>,
+
+    /// A file holding the HS256 shared secret of the issuer. The secret
+    /// itself may instead be in `GROUNDED_JWT_HS256_SECRET`; it is never
+    /// taken on the command line, where process lists would show it.
+    #[arg(long, env = "GROUNDED_JWT_HS256_SECRET_FILE")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+
+    /// Stripped from the token's scope names (`grounded:search`); scopes
+    /// without it are ignored.
+    #[arg(long, env = "GROUNDED_JWT_SCOPE_PREFIX")]
+    pub jwt_scope_prefix: Option<String>,
+
+    /// The token claim that lists the collections a token may use.
+    #[arg(long, env = "GROUNDED_JWT_COLLECTIONS_CLAIM")]
+    pub jwt_collections_claim: Option<String>,
+
+    /// Keep each answer's question and text, redacted (emails, phone and
+    /// card numbers, anything like a key), in the store's prompt log.
+    #[arg(long, env = "GROUNDED_LOG_PROMPTS")]
+    pub log_prompts: bool,
+
+    /// How long the prompt log keeps an entry (`30d`, `12h`).
+    #[arg(long, env = "GROUNDED_PROMPT_LOG_RETENTION", default_value = "30d")]
+    pub prompt_log_retention: String,
 }
 
 #[derive(Debug, Args)]
@@ -519,4 +743,43 @@ fn top_k_in_range(value: &str) -> Result<usize, String> {
         return Err(format!("{top_k} is out of range: use 1 to 100"));
     }
     Ok(top_k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_must_be_on_the_calendar() {
+        for day in ["2025-01-31", "2024-02-29", "2000-02-29", "1999-12-01"] {
+            assert_eq!(utc_day(day).as_deref(), Ok(day));
+        }
+        for day in [
+            "2025-02-29",
+            "1900-02-29",
+            "2025-04-31",
+            "2025-00-10",
+            "2025-13-01",
+        ] {
+            assert!(
+                utc_day(day)
+                    .unwrap_err()
+                    .contains("not a day of the calendar"),
+                "{day}"
+            );
+        }
+        for day in [
+            "2025-1-31",
+            "20250131",
+            "2025-01-31T00",
+            "yesterday",
+            "+025-01-01",
+            "",
+        ] {
+            assert!(
+                utc_day(day).unwrap_err().contains("expected YYYY-MM-DD"),
+                "{day}"
+            );
+        }
+    }
 }

@@ -37,6 +37,8 @@ async fn main() -> ExitCode {
         Command::Migrate => commands::migrate::run(&cli.global).await,
         Command::Cache(command) => commands::cache::run(&cli.global, command).await,
         Command::Collections(command) => commands::collections::run(&cli.global, command).await,
+        Command::Keys(command) => commands::keys::run(&cli.global, command).await,
+        Command::Usage(args) => commands::usage::run(&cli.global, args).await,
     };
 
     match result {

@@ -3,6 +3,9 @@
 //! Tests on Postgres use a scratch database on the server that
 //! `GROUNDED_TEST_DATABASE_URL` names, and skip with a message without one.
 
+mod access;
+mod keys;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -865,7 +868,7 @@ async fn migrate_brings_either_store_to_its_schema_version() {
 
     let sqlite = migrate(None);
     assert!(
-        sqlite.ends_with("grounded.db is at schema version 2\n"),
+        sqlite.ends_with("grounded.db is at schema version 3\n"),
         "{sqlite}"
     );
 
@@ -873,7 +876,7 @@ async fn migrate_brings_either_store_to_its_schema_version() {
         return;
     };
     let postgres = migrate(Some(database.url()));
-    assert!(postgres.ends_with("is at schema version 1\n"), "{postgres}");
+    assert!(postgres.ends_with("is at schema version 2\n"), "{postgres}");
     let store = grounded_store::open_store(database.url()).await.unwrap();
     assert_eq!(store.collection_counts("default").await.unwrap().chunks, 0);
     store.close().await;
@@ -939,7 +942,7 @@ async fn a_database_url_that_cannot_work_gets_one_clear_line() {
     database.record_newer_migration(99).await.unwrap();
     let line = search_with(database.url());
     assert!(
-        line.contains("has schema version 99, newer than the 1"),
+        line.contains("has schema version 99, newer than the 2"),
         "{line}"
     );
 }

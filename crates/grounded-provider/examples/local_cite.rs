@@ -5,9 +5,15 @@
 //! several prompt wordings, and counts the answers that hold at least one
 //! `[n]` naming a real source (and the one that holds the answer). Then
 //! measures prompt processing and generation speed on an 800-token prompt.
+//! With `CONSTRAINED=1` the answers are generated with citations by
+//! construction (`ChatRequest::cite_sources`): then each marker names the
+//! source a sentence's words come from, and what the run measures is how
+//! often that is the source holding the answer (one in three by chance).
 //!
 //! ```sh
-//! CANDLE_NUM_THREADS=2 cargo run --release --workspace --example local_cite
+//! cargo build --release --workspace --examples
+//! CANDLE_NUM_THREADS=2 target/release/examples/local_cite
+//! CONSTRAINED=1 VARIANT=grounded SKIP_MEASURE=1 target/release/examples/local_cite
 //! ```
 
 use std::path::PathBuf;
@@ -357,6 +363,7 @@ async fn main() {
             messages: vec![ChatMessage::new("user", question)],
             max_tokens: 120,
             temperature: 0.0,
+            cite_sources: None,
         };
         let completion = chat.complete(&request).await.expect("completes");
         println!("{completion:?}");
@@ -373,6 +380,7 @@ async fn main() {
 
 async fn cite(chat: &LocalChat, only: Option<&str>, penalty: f32) {
     let cases = cases(chat);
+    let constrained = std::env::var("CONSTRAINED").is_ok();
     let variants: [Variant; 8] = [
         ("grounded today", grounded_today),
         (
@@ -390,13 +398,16 @@ async fn cite(chat: &LocalChat, only: Option<&str>, penalty: f32) {
         if only.is_some_and(|only| !name.starts_with(only)) {
             continue;
         }
-        println!("=== {name} (repeat penalty {penalty})");
+        println!("=== {name} (repeat penalty {penalty}, constrained citations {constrained})");
         let (mut valid, mut right) = (0, 0);
+        let (mut markers, mut markers_right) = (0, 0);
         for case in &cases {
             let request = ChatRequest {
                 messages: make(case),
                 max_tokens: 160,
                 temperature: 0.0,
+                cite_sources: constrained
+                    .then(|| case.sources.iter().map(|s| s.text.clone()).collect()),
             };
             let completion = chat.complete(&request).await.expect("completes");
             let numbers = cited(&completion.text);
@@ -404,6 +415,8 @@ async fn cite(chat: &LocalChat, only: Option<&str>, penalty: f32) {
             let is_right = numbers.contains(&case.answer_in);
             valid += usize::from(is_valid);
             right += usize::from(is_right);
+            markers += numbers.len();
+            markers_right += numbers.iter().filter(|&&n| n == case.answer_in).count();
             println!(
                 "--- {} (answer in [{}]; prompt {} tokens; cited {numbers:?}; {})\n{}",
                 case.question,
@@ -413,7 +426,10 @@ async fn cite(chat: &LocalChat, only: Option<&str>, penalty: f32) {
                 completion.text.trim()
             );
         }
-        println!("=== {name}: {valid}/6 cite a real source, {right}/6 the one with the answer\n");
+        println!(
+            "=== {name}: {valid}/6 cite a real source, {right}/6 the one with the answer; \
+             {markers_right}/{markers} markers name the source with the answer\n"
+        );
     }
 }
 
@@ -441,6 +457,7 @@ async fn measure(chat: &LocalChat) {
         messages: messages.clone(),
         max_tokens,
         temperature: 0.0,
+        cite_sources: None,
     };
 
     for _ in 0..2 {

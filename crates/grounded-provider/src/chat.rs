@@ -17,6 +17,14 @@ pub struct ChatRequest {
     pub max_tokens: u32,
     /// Sampling temperature; 0 is greedy.
     pub temperature: f32,
+    /// The texts of the numbered sources the prompt quotes (source `n` at
+    /// index `n - 1`), when the answer must cite them as `[n]`. A model
+    /// whose decoding is ours (the local one) then cites by construction:
+    /// see [`crate::local::CitationRule`]. A hosted API cannot be
+    /// constrained this way and ignores it; its answer is checked afterwards
+    /// like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cite_sources: Option<Vec<String>>,
 }
 
 /// Tokens spent by one request.

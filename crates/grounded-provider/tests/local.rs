@@ -39,6 +39,7 @@ fn grounded_request(max_tokens: u32) -> ChatRequest {
         ],
         max_tokens,
         temperature: 0.0,
+        cite_sources: None,
     }
 }
 
@@ -169,6 +170,7 @@ async fn a_prompt_longer_than_the_context_is_refused_with_the_counts() {
         messages: vec![ChatMessage::new("user", "ownership ".repeat(context))],
         max_tokens: 10,
         temperature: 0.0,
+        cite_sources: None,
     };
     let prompt_tokens = model().prompt_ids(&request.messages).expect("ids").len();
 
@@ -205,4 +207,100 @@ async fn the_quantized_weights_run_too() {
         .expect("completes");
     assert!(!completion.text.trim().is_empty());
     assert!(completion.usage.completion_tokens <= 8);
+}
+
+/// The numbers of the `[n]` markers in `text`.
+fn markers(text: &str) -> Vec<u32> {
+    let mut numbers = Vec::new();
+    for (start, _) in text.match_indices('[') {
+        let rest = &text[start + 1..];
+        if let Some(end) = rest.find(']')
+            && let Ok(number) = rest[..end].parse()
+        {
+            numbers.push(number);
+        }
+    }
+    numbers
+}
+
+const VECTORS: &str = "Vectors allow you to store more than one value in a single data \
+structure that puts all the values next to each other in memory.";
+
+const VARIABLES: &str = "By default, variables are immutable. You can make them mutable by \
+adding mut in front of the variable name.";
+
+fn three_source_request() -> ChatRequest {
+    let user = format!(
+        "Sources:\n\n<source id=\"1\">\n[1] ch08-01-vectors.md (lines 1-9) — Vectors\n\
+         Vectors allow you to store more than one value in a single data structure that puts \
+         all the values next to each other in memory.\n</source>\n\n\
+         <source id=\"2\">\n[2] ch04-01-what-is-ownership.md (lines 40-52) — Ownership Rules\n\
+         {SOURCE}\n</source>\n\n\
+         <source id=\"3\">\n[3] ch03-01-variables-and-mutability.md (lines 1-8) — Variables\n\
+         {VARIABLES}\n</source>\n\n\
+         Question: What happens to a value when its owner goes out of scope?"
+    );
+    ChatRequest {
+        messages: vec![
+            ChatMessage::new(
+                "system",
+                "Answer from the numbered sources and cite them as [n].",
+            ),
+            ChatMessage::new("user", user),
+        ],
+        max_tokens: 80,
+        temperature: 0.0,
+        cite_sources: Some(vec![VECTORS.into(), SOURCE.into(), VARIABLES.into()]),
+    }
+}
+
+#[tokio::test]
+async fn constrained_answers_cite_only_real_sources_and_stream_the_same_text() {
+    let request = three_source_request();
+    let completion = model().complete(&request).await.expect("completes");
+    eprintln!("answer: {:?}", completion.text);
+
+    let cited = markers(&completion.text);
+    assert!(!cited.is_empty(), "no marker in {:?}", completion.text);
+    assert!(
+        cited.iter().all(|number| (1..=3).contains(number)),
+        "a marker names no source: {cited:?} in {:?}",
+        completion.text
+    );
+    assert_eq!(
+        cited[0], 2,
+        "the first claim is about ownership, in source 2: {:?}",
+        completion.text
+    );
+
+    let unconstrained = ChatRequest {
+        cite_sources: None,
+        ..request.clone()
+    };
+    let plain = model().complete(&unconstrained).await.expect("completes");
+    assert_ne!(plain.text, completion.text, "the rule changed nothing");
+
+    let mut stream = model().stream(&request).await.expect("streams");
+    let mut streamed = String::new();
+    while let Some(event) = stream.next().await {
+        match event.expect("no error") {
+            ChatEvent::Delta(text) => streamed.push_str(&text),
+            ChatEvent::Done { .. } => break,
+        }
+    }
+    assert_eq!(streamed, completion.text);
+}
+
+#[tokio::test]
+async fn a_rule_over_one_source_names_only_that_source() {
+    let request = ChatRequest {
+        cite_sources: Some(vec![SOURCE.into()]),
+        ..grounded_request(120)
+    };
+    let completion = model().complete(&request).await.expect("completes");
+    eprintln!("answer: {:?}", completion.text);
+
+    let cited = markers(&completion.text);
+    assert!(!cited.is_empty(), "no marker in {:?}", completion.text);
+    assert!(cited.iter().all(|&number| number == 1), "{cited:?}");
 }

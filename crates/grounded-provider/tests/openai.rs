@@ -47,6 +47,7 @@ fn request() -> ChatRequest {
         ],
         max_tokens: 64,
         temperature: 0.0,
+        cite_sources: None,
     }
 }
 

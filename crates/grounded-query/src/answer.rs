@@ -246,6 +246,13 @@ fn chat_request(prompt: &GroundedPrompt, options: AnswerOptions) -> ChatRequest 
         messages: prompt.messages.clone(),
         max_tokens: options.max_tokens,
         temperature: options.temperature,
+        cite_sources: Some(
+            prompt
+                .citations
+                .iter()
+                .map(|source| source.snippet.clone())
+                .collect(),
+        ),
     }
 }
 

@@ -6,6 +6,7 @@
 //! [`api`], from which `/openapi.json` is generated; every error leaves as
 //! [`ApiError`]'s one JSON shape.
 
+pub mod access;
 pub mod api;
 pub mod error;
 pub mod idempotency;
@@ -42,9 +43,32 @@ pub use state::{AppState, Engine, ServerConfig};
         (name = "answer", description = "Answers with citations"),
         (name = "documents", description = "The documents of a collection"),
         (name = "health", description = "Liveness, readiness and metrics"),
-    )
+        (name = "access", description = "API keys and usage (the admin scope)"),
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 struct ApiDoc;
+
+/// Declares the `Authorization: Bearer` scheme every route but health and
+/// this document needs once authentication is on: an API key (`gnd_…`) or
+/// an OAuth 2 access token.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "An API key (gnd_…) or an access token (JWT) of the configured issuer",
+            ))
+            .build();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The application: every route, with its OpenAPI document served at
 /// `/openapi.json`.
@@ -60,6 +84,10 @@ pub fn router(state: AppState) -> Router {
             middleware::timeout,
         ))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::authorize,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
@@ -74,6 +102,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::answer::answer))
         .routes(routes!(routes::documents::upload, routes::documents::list))
         .routes(routes!(routes::documents::delete))
+        .routes(routes!(routes::keys::list, routes::keys::create))
+        .routes(routes!(routes::keys::revoke))
+        .routes(routes!(routes::keys::rotate))
+        .routes(routes!(routes::usage::usage))
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
         .routes(routes!(routes::meta::metrics))
@@ -96,7 +128,8 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

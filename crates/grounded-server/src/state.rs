@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use grounded_auth::{JwtVerifier, Principal};
 use grounded_embed::Embedder;
 use grounded_index::VectorIndex;
 use grounded_ingest::IngestOptions;
@@ -11,6 +12,7 @@ use grounded_query::{AnswerOptions, Answerer};
 use grounded_store::MetadataStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::access::{Access, AccessSettings};
 use crate::idempotency::IdempotencyCache;
 
 /// The components a server answers from, opened by the caller.
@@ -38,6 +40,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Proxies, default rates and the prompt log.
+    pub access: AccessSettings,
 }
 
 /// The state of a running server, cheap to clone into every handler.
@@ -51,18 +55,36 @@ struct Inner {
     config: ServerConfig,
     metrics: PrometheusHandle,
     idempotency: IdempotencyCache,
+    access: Access,
 }
 
 impl AppState {
+    /// A server whose callers authenticate with the store's API keys.
     pub fn new(engine: Engine, config: ServerConfig) -> Self {
+        Self::with_token_issuer(engine, config, None)
+    }
+
+    /// A server whose callers authenticate with the store's API keys or,
+    /// when `jwt` is given, with that issuer's bearer tokens.
+    pub fn with_token_issuer(
+        engine: Engine,
+        config: ServerConfig,
+        jwt: Option<JwtVerifier>,
+    ) -> Self {
+        let access = Access::new(engine.store.clone(), config.access.clone(), jwt);
         Self {
             inner: Arc::new(Inner {
                 engine,
                 config,
                 metrics: crate::metrics::handle(),
                 idempotency: IdempotencyCache::default(),
+                access,
             }),
         }
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.inner.access
     }
 
     pub fn engine(&self) -> &Engine {
@@ -81,9 +103,42 @@ impl AppState {
         &self.inner.idempotency
     }
 
-    /// The collection a request names, or the default; checked.
-    pub fn collection(&self, requested: Option<&str>) -> Result<String, crate::ApiError> {
-        let name = requested.unwrap_or(&self.inner.config.default_collection);
+    /// The collection a request names, or else the default (or, for a
+    /// caller who may not see the default, the first collection it may
+    /// see); checked, and visible to the caller.
+    ///
+    /// A collection the caller may not see gets the very answer a
+    /// collection that does not exist gets from search, so that a caller
+    /// cannot learn whether it exists.
+    pub fn collection(
+        &self,
+        principal: &Principal,
+        requested: Option<&str>,
+    ) -> Result<String, crate::ApiError> {
+        let name = self.collection_name(principal, requested)?;
+        if !principal.sees(&name) {
+            return Err(grounded_index::IndexError::CollectionNotFound(name).into());
+        }
+        Ok(name)
+    }
+
+    /// The collection's name as [`collection`](Self::collection) chooses
+    /// it, checked, whether or not the caller may see it: for the routes
+    /// that answer an unknown collection with an empty list or a missing
+    /// document, and must answer a hidden one the same way.
+    pub fn collection_name(
+        &self,
+        principal: &Principal,
+        requested: Option<&str>,
+    ) -> Result<String, crate::ApiError> {
+        let default = &self.inner.config.default_collection;
+        let name = match (requested, &principal.collections) {
+            (Some(name), _) => name,
+            (None, Some(allowed)) if !principal.sees(default) => {
+                allowed.first().map_or(default.as_str(), String::as_str)
+            }
+            (None, _) => default.as_str(),
+        };
         grounded_core::validate_collection_name(name).map_err(crate::ApiError::unprocessable)?;
         Ok(name.to_string())
     }

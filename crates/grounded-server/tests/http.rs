@@ -2,6 +2,8 @@
 //! embedding model, SQLite and Qdrant Edge, answering through the OpenAI
 //! stand-in.
 
+mod access;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use grounded_ingest::{ChunkConfig, IngestOptions, WalkOptions};
 use grounded_provider::openai::{OpenAiChat, OpenAiConfig};
 use grounded_provider::retry::RetryPolicy;
 use grounded_query::{AnswerModel, AnswerOptions, Answerer, PromptTemplates};
+use grounded_server::access::AccessSettings;
 use grounded_server::{AppState, Engine, ServerConfig};
 use grounded_standin::{Fault, StandIn, StandInConfig};
 use grounded_store::SqliteStore;
@@ -107,6 +110,7 @@ impl Server {
             answer: AnswerOptions::default(),
             request_timeout,
             max_body_bytes,
+            access: AccessSettings::default(),
         };
         let router = grounded_server::router(AppState::new(engine, config));
 

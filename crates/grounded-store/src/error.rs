@@ -50,6 +50,14 @@ pub enum StoreError {
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
 
+    /// A record with this identity exists already: an id was taken twice.
+    #[error("{what} already exists")]
+    Conflict { what: String },
+
+    /// A count or limit beyond what the database stores (2^63 - 1).
+    #[error("{value} is too large to store in {column}")]
+    OutOfRange { column: &'static str, value: u64 },
+
     #[error("database holds a malformed value in {column}: {value:?}")]
     Corrupt { column: &'static str, value: String },
 

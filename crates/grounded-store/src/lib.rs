@@ -6,15 +6,21 @@
 //! left in the vector index by an interrupted ingest is never returned. One
 //! backend per file: [`SqliteStore`] is the embedded default,
 //! [`PostgresStore`] the shared one for teams; [`open_store`] picks one by
-//! database URL.
+//! database URL. Both also keep what access control needs
+//! ([`AccessStore`]: API keys, usage, audit and prompt logs), each in its own
+//! `*_access.rs` file.
 
+pub mod access;
 mod error;
 mod open;
 mod postgres;
+mod postgres_access;
 pub mod scratch;
 mod sqlite;
+mod sqlite_access;
 pub mod vector_bytes;
 
+pub use access::{AccessStore, ApiKeyRecord, AuditEvent, PromptLogEntry, UsageRecord};
 pub use error::StoreError;
 pub use open::{open_store, redact_url};
 pub use postgres::PostgresStore;
@@ -26,9 +32,11 @@ use async_trait::async_trait;
 use grounded_core::{Chunk, ChunkId, Document, DocumentId, DocumentState};
 use grounded_embed::EmbeddingCache;
 
-/// Records documents and chunks, and caches embeddings.
+/// Records documents and chunks, and caches embeddings; as an
+/// [`AccessStore`], also keys, usage and the audit and prompt logs, so that
+/// an `Arc<dyn MetadataStore>` upcasts to an `Arc<dyn AccessStore>`.
 #[async_trait]
-pub trait MetadataStore: EmbeddingCache {
+pub trait MetadataStore: EmbeddingCache + AccessStore {
     /// The document at `source_path` in `collection`, if recorded.
     async fn find_document(
         &self,

@@ -98,6 +98,11 @@ impl PostgresStore {
             location,
         })
     }
+
+    /// The connection pool, for the other queries of this backend.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 /// Whether a `postgres://` URL names its database, in its path or as a

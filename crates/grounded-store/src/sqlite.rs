@@ -109,6 +109,11 @@ impl SqliteStore {
         })
     }
 
+    /// The connection pool, for the other queries of this backend.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Takes the ingest lock of the database file, waiting while another
     /// process holds it.
     async fn lock_for_ingest(&self) -> Result<(), StoreError> {

@@ -4,6 +4,8 @@
 //! it is unset; CI sets it). Then what only one backend does: claims across
 //! processes, migrations racing, schemas of other versions.
 
+mod access;
+
 use grounded_core::{
     Chunk, ChunkId, ChunkLocation, Document, DocumentId, DocumentKind, DocumentMetadata,
     DocumentState, content_hash,
@@ -353,7 +355,7 @@ async fn postgres_migrates_once_when_processes_start_together() {
     let mut stores = Vec::new();
     for open in opens {
         let store = open.await.unwrap().expect("a concurrent open failed");
-        assert_eq!(store.schema_version(), 1);
+        assert_eq!(store.schema_version(), 2);
         stores.push(store);
     }
     let doc = document("a.md");
@@ -381,7 +383,7 @@ async fn postgres_refuses_databases_of_other_schemas() {
             error,
             StoreError::NewerSchema {
                 found: 99,
-                known: 1,
+                known: 2,
                 ..
             }
         ),
@@ -457,7 +459,7 @@ async fn sqlite_migrates_once_when_processes_start_together() {
         .collect();
     for open in opens {
         let store = open.await.unwrap().expect("a concurrent open failed");
-        assert_eq!(store.schema_version(), 2);
+        assert_eq!(store.schema_version(), 3);
     }
 }
 

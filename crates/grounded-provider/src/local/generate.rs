@@ -11,6 +11,7 @@ use candle_transformers::models::quantized_llama::ModelWeights;
 use grounded_core::ChatMessage;
 use tokenizers::Tokenizer;
 
+use super::cite::{CitationRule, CitationTokens, SentenceTracker, next_digit};
 use super::tokenizer::GgufTokenizer;
 use crate::ProviderError;
 
@@ -113,8 +114,10 @@ pub struct Generated {
 }
 
 /// Generates after `prompt` until a stop token, `max_tokens` or the end of
-/// the context. `on_delta` receives each new piece of text as soon as it is
-/// complete UTF-8 and returns false to stop early.
+/// the context. With `citations`, sentences end with markers naming the
+/// sources they draw on ([`super::cite`]). `on_delta` receives each new
+/// piece of text as soon as it is complete UTF-8 and returns false to stop
+/// early.
 ///
 /// # Errors
 /// [`ProviderError::Invalid`] when the prompt leaves no room in the context
@@ -125,34 +128,140 @@ pub fn generate(
     tokens: &GgufTokenizer,
     prompt: &[u32],
     settings: GenerateSettings,
+    citations: Option<&CitationRule>,
     on_delta: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generated, ProviderError> {
     check_fits(prompt.len(), settings.context_length)?;
     let stops = [tokens.im_end, tokens.end_of_text];
-    let room = settings.context_length - prompt.len();
     let mut sampler = sampler(settings.temperature);
-    let mut decoder = tokens.tokenizer.decode_stream(true);
 
     model.clear_kv_cache();
-    let mut logits = forward(model, prompt, 0)?;
-    let mut ids = Vec::new();
+    let logits = forward(model, prompt, 0)?;
+    let mut run = Run {
+        model,
+        decoder: tokens.tokenizer.decode_stream(true),
+        on_delta,
+        ids: Vec::new(),
+        position: prompt.len(),
+        limit: settings
+            .max_tokens
+            .min(settings.context_length - prompt.len()),
+        logits,
+        sentence: SentenceTracker::default(),
+        cite: None,
+    };
+    let rule = citations.filter(|rule| !rule.is_empty());
+    run.cite = rule.and(tokens.citations.as_ref());
+    let rule = rule.filter(|_| run.cite.is_some());
     loop {
-        let next = next_token(&mut sampler, &logits, &ids, settings.repeat_penalty)?;
-        if stops.contains(&next) {
-            return Ok(finished(ids, "stop"));
-        }
-        ids.push(next);
-
-        let delta = decoder.step(next).map_err(local)?;
-        if let Some(delta) = delta
-            && !on_delta(&delta)
+        let logits = match run.cite {
+            Some(cite) if !run.sentence.in_code() => without(&run.logits, &cite.brackets)?,
+            _ => run.logits.clone(),
+        };
+        let next = next_token(&mut sampler, &logits, &run.ids, settings.repeat_penalty)?;
+        let ends_answer = stops.contains(&next);
+        if let Some(rule) = rule
+            && run.marker_due(next, ends_answer)
+            && let Some(finish) = run.cite(rule)?
         {
-            return Ok(finished(ids, "cancelled"));
+            return Ok(finish);
         }
-        if ids.len() >= settings.max_tokens || ids.len() >= room {
-            return Ok(finished(ids, "length"));
+        if ends_answer {
+            return Ok(finished(run.ids, "stop"));
         }
-        logits = forward(model, &[next], prompt.len() + ids.len() - 1)?;
+        if let Some(finish) = run.feed(next)? {
+            return Ok(finish);
+        }
+    }
+}
+
+/// One generation in progress: the tokens so far and the logits of the
+/// next.
+struct Run<'g> {
+    model: &'g mut ModelWeights,
+    decoder: DecodeStream<'g>,
+    on_delta: &'g mut dyn FnMut(&str) -> bool,
+    ids: Vec<u32>,
+    /// The position of the next token in the sequence.
+    position: usize,
+    /// The most tokens to generate.
+    limit: usize,
+    logits: Tensor,
+    sentence: SentenceTracker,
+    /// The marker tokens, when the answer cites by construction.
+    cite: Option<&'g CitationTokens>,
+}
+
+type DecodeStream<'t> = tokenizers::DecodeStream<
+    't,
+    tokenizers::ModelWrapper,
+    tokenizers::NormalizerWrapper,
+    tokenizers::PreTokenizerWrapper,
+    tokenizers::PostProcessorWrapper,
+    tokenizers::DecoderWrapper,
+>;
+
+impl Run<'_> {
+    /// Appends `id` to the answer, sends its text, and runs the model over
+    /// it. `Some` when the generation ends here.
+    fn feed(&mut self, id: u32) -> Result<Option<Generated>, ProviderError> {
+        self.ids.push(id);
+        if let Some(delta) = self.decoder.step(id).map_err(local)? {
+            self.sentence.push(&delta);
+            if !(self.on_delta)(&delta) {
+                return Ok(Some(finished(std::mem::take(&mut self.ids), "cancelled")));
+            }
+        }
+        if let Some(cite) = self.cite
+            && (cite.sentence_ends.contains(&id) || cite.line_ends.contains(&id))
+        {
+            self.sentence.end_sentence();
+        }
+        if self.ids.len() >= self.limit {
+            return Ok(Some(finished(std::mem::take(&mut self.ids), "length")));
+        }
+
+        self.logits = forward(self.model, &[id], self.position)?;
+        self.position += 1;
+        Ok(None)
+    }
+
+    /// Whether a marker goes in before `next`: it ends a sentence, a line or
+    /// the answer, the sentence wants one, and a marker fits.
+    fn marker_due(&self, next: u32, ends_answer: bool) -> bool {
+        let Some(cite) = self.cite else {
+            return false;
+        };
+        let ends_sentence =
+            ends_answer || cite.sentence_ends.contains(&next) || cite.line_ends.contains(&next);
+        let fits = self.ids.len() + cite.marker_len() < self.limit;
+        ends_sentence && fits && self.sentence.wants_marker()
+    }
+
+    /// Writes ` [n]` for the source that best backs the sentence, the model
+    /// choosing among sources that back it equally; nothing when none does.
+    fn cite(&mut self, rule: &CitationRule) -> Result<Option<Generated>, ProviderError> {
+        let candidates = rule.candidates(self.sentence.sentence());
+        let Some(cite) = self.cite.filter(|_| !candidates.is_empty()) else {
+            return Ok(None);
+        };
+        for &id in &cite.open {
+            if let Some(finish) = self.feed(id)? {
+                return Ok(Some(finish));
+            }
+        }
+        let mut number = 0;
+        loop {
+            let logits: Vec<f32> = self.logits.to_vec1().map_err(local)?;
+            let Some(digit) = next_digit(&logits, cite, number, &candidates) else {
+                break;
+            };
+            number = number * 10 + digit;
+            if let Some(finish) = self.feed(cite.digits[digit as usize])? {
+                return Ok(Some(finish));
+            }
+        }
+        self.feed(cite.close)
     }
 }
 
@@ -204,6 +313,17 @@ fn forward(
         .forward(&input, position)
         .and_then(|logits| logits.squeeze(0))
         .map_err(local)
+}
+
+/// `logits` with the tokens `banned` made impossible.
+fn without(logits: &Tensor, banned: &[u32]) -> Result<Tensor, ProviderError> {
+    let mut values: Vec<f32> = logits.to_vec1().map_err(local)?;
+    for &id in banned {
+        if let Some(value) = values.get_mut(id as usize) {
+            *value = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::new(values, logits.device()).map_err(local)
 }
 
 /// Picks the next token after applying the repeat penalty.

@@ -19,6 +19,7 @@
 //! instructions to cite loosely and knows little, so it is the fallback when
 //! no API is configured, not the default of a serious deployment.
 
+mod cite;
 mod generate;
 mod model_file;
 mod tokenizer;
@@ -39,6 +40,7 @@ use self::generate::{ChatTemplate, GenerateSettings, Generated};
 use self::tokenizer::GgufTokenizer;
 use crate::{ChatCompletion, ChatEvent, ChatModel, ChatRequest, ChatStream, ProviderError, Usage};
 
+pub use self::cite::CitationRule;
 pub use self::generate::{REPEAT_LAST_N, REPEAT_PENALTY};
 pub use self::model_file::{MODEL_FILE_NAME, ModelFileSource, resolve_model_file};
 
@@ -192,9 +194,12 @@ impl LocalChat {
             repeat_penalty: shared.repeat_penalty,
             context_length: shared.context_length,
         };
-        tokio::task::spawn_blocking(move || shared.generate(&prompt, settings, deltas.as_ref()))
-            .await
-            .map_err(|err| ProviderError::Local(format!("generation stopped: {err}")))?
+        let citations = request.cite_sources.as_deref().map(CitationRule::new);
+        tokio::task::spawn_blocking(move || {
+            shared.generate(&prompt, settings, citations.as_ref(), deltas.as_ref())
+        })
+        .await
+        .map_err(|err| ProviderError::Local(format!("generation stopped: {err}")))?
     }
 }
 
@@ -206,6 +211,7 @@ impl Shared {
         &self,
         prompt: &[u32],
         settings: GenerateSettings,
+        citations: Option<&CitationRule>,
         deltas: Option<&mpsc::UnboundedSender<Result<ChatEvent, ProviderError>>>,
     ) -> Result<(Generated, Usage), ProviderError> {
         let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
@@ -213,8 +219,14 @@ impl Shared {
         let mut on_delta = |text: &str| {
             deltas.is_none_or(|sender| sender.send(Ok(ChatEvent::Delta(text.to_owned()))).is_ok())
         };
-        let generated =
-            generate::generate(&mut model, &self.tokens, prompt, settings, &mut on_delta)?;
+        let generated = generate::generate(
+            &mut model,
+            &self.tokens,
+            prompt,
+            settings,
+            citations,
+            &mut on_delta,
+        )?;
         drop(model);
 
         tracing::debug!(

@@ -19,6 +19,7 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{AddedToken, Tokenizer};
 
+use super::cite::CitationTokens;
 use crate::ProviderError;
 
 /// The GGUF token type of control tokens (llama.cpp's `CONTROL`).
@@ -33,6 +34,10 @@ pub struct GgufTokenizer {
     pub im_end: u32,
     /// `<|endoftext|>`, the end of a document.
     pub end_of_text: u32,
+    /// What citation markers are made of, and where sentences end; `None`
+    /// for a vocabulary without single-token digits and brackets, whose
+    /// answers then cannot cite by construction.
+    pub citations: Option<CitationTokens>,
 }
 
 /// Builds the tokenizer from `tokenizer.ggml.*` of the GGUF metadata.
@@ -74,6 +79,7 @@ pub fn from_gguf(content: &Content) -> Result<GgufTokenizer, ProviderError> {
     tokenizer.set_encode_special_tokens(true);
 
     Ok(GgufTokenizer {
+        citations: CitationTokens::from_tokenizer(&tokenizer).ok(),
         im_start: id_of(&tokenizer, "<|im_start|>")?,
         im_end: id_of(&tokenizer, "<|im_end|>")?,
         end_of_text: id_of(&tokenizer, "<|endoftext|>")?,

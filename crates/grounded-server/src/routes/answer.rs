@@ -3,17 +3,19 @@
 
 use std::convert::Infallible;
 
-use axum::Json;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
+use grounded_auth::Principal;
 use grounded_query::{AnswerEvent, AnswerOptions, AnswerOutcome, GroundedPrompt, PromptBudget};
 
+use crate::access::{Spend, log_prompt, record_spend};
 use crate::api::{AnswerBody, AnswerResponse, DeltaEvent, MAX_ANSWER_TOKENS, Retrieval};
 use crate::error::ErrorBody;
 use crate::extract::ApiJson;
-use crate::routes::search::retrieve;
+use crate::routes::search::{query_spend, retrieve};
 use crate::{ApiError, AppState, metrics};
 
 /// Answers a question from a collection.
@@ -30,19 +32,22 @@ use crate::{ApiError, AppState, metrics};
     responses(
         (status = 200, description = "The answer with its citations, or with `stream` a text/event-stream of `delta` events and one `done` event", body = AnswerResponse),
         (status = 400, description = "Malformed JSON or an unknown field", body = ErrorBody),
-        (status = 404, description = "No such collection", body = ErrorBody),
+        (status = 401, description = "No credential, or a bad one", body = ErrorBody),
+        (status = 403, description = "The credential lacks the answer scope", body = ErrorBody),
+        (status = 404, description = "No such collection, or one the credential may not see", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "A value out of range", body = ErrorBody),
-        (status = 429, description = "The chat provider kept rate-limiting", body = ErrorBody),
+        (status = 429, description = "The credential's rate or daily quota is spent, or the chat provider kept rate-limiting", body = ErrorBody),
         (status = 502, description = "The chat provider failed", body = ErrorBody),
         (status = 504, description = "The chat provider or the request took too long", body = ErrorBody),
     )
 )]
 pub async fn answer(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<AnswerBody>,
 ) -> Result<Response, ApiError> {
-    let collection = state.collection(body.collection.as_deref())?;
+    let collection = state.collection(&principal, body.collection.as_deref())?;
     let options = answer_options(&state, &body)?;
     let retrieval = Retrieval {
         query: &body.question,
@@ -58,19 +63,56 @@ pub async fn answer(
     let answerer = &state.engine().answerer;
     let prompt = answerer.prompt(&body.question, &hits, options.budget)?;
 
+    let spent = Spent {
+        state: state.clone(),
+        principal,
+        question: body.question.clone(),
+        query: query_spend(&state, body.mode, &body.question),
+    };
     if body.stream {
         let events = answerer
             .answer_stream(&body.question, &prompt, options)
             .await?;
         let sources = prompt.citations.len();
-        return Ok(Sse::new(sse_events(events, sources))
+        return Ok(Sse::new(sse_events(events, sources, spent))
             .keep_alive(KeepAlive::default())
             .into_response());
     }
 
     let outcome = answerer.answer(&body.question, &prompt, options).await?;
-    record_usage(&outcome);
+    spent.record(&outcome).await;
     Ok(Json(response(&outcome, &prompt)).into_response())
+}
+
+/// What an answer is charged to, recorded once it is done.
+struct Spent {
+    state: AppState,
+    principal: Principal,
+    question: String,
+    query: Option<Spend>,
+}
+
+impl Spent {
+    /// The chat model's tokens, then the query's embedding, to the ledger;
+    /// the question and answer to the prompt log when it is kept.
+    async fn record(&self, outcome: &AnswerOutcome) {
+        record_usage(outcome);
+        let chat = Spend {
+            model: outcome.answer.produced_by.clone(),
+            prompt_tokens: outcome.usage.map_or(0, |u| u64::from(u.prompt_tokens)),
+            completion_tokens: outcome.usage.map_or(0, |u| u64::from(u.completion_tokens)),
+            ..Spend::default()
+        };
+        let spends: Vec<Spend> = std::iter::once(chat).chain(self.query.clone()).collect();
+        record_spend(&self.state, &self.principal, "/v1/answer", &spends).await;
+        log_prompt(
+            &self.state,
+            &self.principal,
+            &self.question,
+            &outcome.answer.text,
+        )
+        .await;
+    }
 }
 
 /// The request's answer settings over the server's, checked.
@@ -125,24 +167,35 @@ fn record_usage(outcome: &AnswerOutcome) {
 fn sse_events(
     events: grounded_query::AnswerStream,
     sources: usize,
+    spent: Spent,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    events.map(move |event| {
-        let event = match event {
-            Ok(AnswerEvent::Delta(text)) => Event::default()
-                .event("delta")
-                .json_data(DeltaEvent { text }),
-            Ok(AnswerEvent::Done(outcome)) => {
-                record_usage(&outcome);
-                Event::default()
-                    .event("done")
-                    .json_data(AnswerResponse::new(&outcome, sources))
-            }
-            Err(error) => {
-                let error = ApiError::from(error);
-                tracing::warn!(code = error.code, message = %error.message, "answer stream failed");
-                Event::default().event("error").json_data(error.body())
-            }
-        };
-        Ok(event.unwrap_or_else(|_| Event::default().event("error").data("{}")))
+    let spent = std::sync::Arc::new(spent);
+    events.then(move |event| {
+        let spent = spent.clone();
+        async move { sse_event(event, sources, &spent).await }
     })
+}
+
+async fn sse_event(
+    event: Result<AnswerEvent, grounded_query::QueryError>,
+    sources: usize,
+    spent: &Spent,
+) -> Result<Event, Infallible> {
+    let event = match event {
+        Ok(AnswerEvent::Delta(text)) => Event::default()
+            .event("delta")
+            .json_data(DeltaEvent { text }),
+        Ok(AnswerEvent::Done(outcome)) => {
+            spent.record(&outcome).await;
+            Event::default()
+                .event("done")
+                .json_data(AnswerResponse::new(&outcome, sources))
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            tracing::warn!(code = error.code, message = %error.message, "answer stream failed");
+            Event::default().event("error").json_data(error.body())
+        }
+    };
+    Ok(event.unwrap_or_else(|_| Event::default().event("error").data("{}")))
 }

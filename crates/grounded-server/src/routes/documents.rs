@@ -9,17 +9,19 @@
 
 use std::path::{Component, Path};
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use grounded_auth::Principal;
 use grounded_core::{Document, DocumentId};
 use grounded_ingest::pipeline::NoProgress;
-use grounded_ingest::{IngestOptions, Ingestor, SourceFile, document_kind};
+use grounded_ingest::{IngestOptions, IngestReport, Ingestor, SourceFile, document_kind};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::access::{Spend, record_spend};
 use crate::api::{
     CollectionQuery, DocumentBody, DocumentInfo, DocumentList, UploadResponse, UploadStatus,
 };
@@ -87,22 +89,26 @@ impl Upload {
         (status = 422, description = "A bad path, an unsupported type, text that cannot be decoded, or a reused Idempotency-Key", body = ErrorBody),
     )
 )]
-pub async fn upload(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+pub async fn upload(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let key = idempotency_key(request.headers())?;
     let upload = read_upload(request, &state).await?;
 
     let Some(key) = key else {
-        return store_upload(&state, upload).await;
+        return store_upload(&state, &principal, upload).await;
     };
     let guard = match state
         .idempotency()
-        .claim(&key, upload.fingerprint())
+        .claim(&format!("{}/{key}", principal.id), upload.fingerprint())
         .await?
     {
         Claim::Replay(stored) => return Ok(replay(stored)),
         Claim::Run(guard) => guard,
     };
-    let response = store_upload(&state, upload).await?;
+    let response = store_upload(&state, &principal, upload).await?;
     let (response, stored) = keep(response).await?;
     guard.store(stored);
     Ok(response)
@@ -191,8 +197,12 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError 
 }
 
 /// Writes the upload under the uploads directory and ingests it.
-async fn store_upload(state: &AppState, upload: Upload) -> Result<Response, ApiError> {
-    let collection = state.collection(upload.collection.as_deref())?;
+async fn store_upload(
+    state: &AppState,
+    principal: &Principal,
+    upload: Upload,
+) -> Result<Response, ApiError> {
+    let collection = state.collection(principal, upload.collection.as_deref())?;
     let source_path = checked_path(&upload.path)?;
     let kind = document_kind(Path::new(&source_path)).ok_or_else(|| {
         ApiError::unprocessable(format!(
@@ -226,6 +236,13 @@ async fn store_upload(state: &AppState, upload: Upload) -> Result<Response, ApiE
     };
     let report = ingestor.run_files(&[source], &options, &NoProgress).await?;
     metrics::record_cache(report.embeddings_cached, report.embeddings_computed);
+    record_spend(
+        state,
+        principal,
+        "/v1/documents",
+        &[upload_spend(state, &report)],
+    )
+    .await;
 
     // A refused upload leaves nothing behind: the incoming file goes with
     // `incoming`, and the message names the upload, not the server's disk.
@@ -258,6 +275,19 @@ async fn store_upload(state: &AppState, upload: Upload) -> Result<Response, ApiE
         embeddings_computed: report.embeddings_computed,
     };
     Ok((code, Json(body)).into_response())
+}
+
+/// The embedding tokens of an upload: the share of its chunks' tokens that
+/// were embedded rather than found in the cache.
+fn upload_spend(state: &AppState, report: &IngestReport) -> Spend {
+    let embedded = report.embeddings_computed;
+    let all = embedded + report.embeddings_cached;
+    let tokens = (report.tokens * embedded).checked_div(all).unwrap_or(0);
+    Spend {
+        model: state.engine().embedder.model_id().to_owned(),
+        embedding_tokens: tokens as u64,
+        ..Spend::default()
+    }
 }
 
 fn upload_status(previous: Option<&Document>, document: &Document) -> UploadStatus {
@@ -396,10 +426,15 @@ fn replay(stored: Stored) -> Response {
 )]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiQuery(query): ApiQuery<CollectionQuery>,
 ) -> Result<Json<DocumentList>, ApiError> {
-    let collection = state.collection(query.collection.as_deref())?;
-    let documents = state.engine().store.list_documents(&collection).await?;
+    let collection = state.collection_name(&principal, query.collection.as_deref())?;
+    let documents = if principal.sees(&collection) {
+        state.engine().store.list_documents(&collection).await?
+    } else {
+        Vec::new()
+    };
     Ok(Json(DocumentList {
         collection,
         documents: documents.iter().map(DocumentInfo::from).collect(),
@@ -422,17 +457,20 @@ pub async fn list(
 )]
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     UrlPath(id): UrlPath<String>,
     ApiQuery(query): ApiQuery<CollectionQuery>,
 ) -> Result<StatusCode, ApiError> {
     let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::invalid(format!("{id:?} is not a document id (a UUID)")))?;
-    let collection = state.collection(query.collection.as_deref())?;
+    let collection = state.collection_name(&principal, query.collection.as_deref())?;
     let engine = state.engine();
-    let document = engine
-        .store
-        .list_documents(&collection)
-        .await?
+    let documents = if principal.sees(&collection) {
+        engine.store.list_documents(&collection).await?
+    } else {
+        Vec::new()
+    };
+    let document = documents
         .into_iter()
         .find(|document| document.id == DocumentId(id))
         .ok_or_else(|| {

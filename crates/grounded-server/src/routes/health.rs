@@ -11,7 +11,7 @@ use crate::AppState;
 use crate::api::HealthResponse;
 
 /// Always 200 while the process serves requests.
-#[utoipa::path(get, path = "/healthz", tag = "health",
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
     responses((status = 200, description = "Alive", body = HealthResponse)))]
 pub async fn healthz() -> Json<HealthResponse> {
     Json(HealthResponse {
@@ -22,7 +22,7 @@ pub async fn healthz() -> Json<HealthResponse> {
 
 /// 200 when the store, the index and the embedding model each answer a
 /// small request; 503 naming what does not.
-#[utoipa::path(get, path = "/readyz", tag = "health",
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
     responses(
         (status = 200, description = "Ready", body = HealthResponse),
         (status = 503, description = "A component is not ready", body = HealthResponse),

@@ -3,5 +3,7 @@
 pub mod answer;
 pub mod documents;
 pub mod health;
+pub mod keys;
 pub mod meta;
 pub mod search;
+pub mod usage;

@@ -2,12 +2,14 @@
 
 use std::time::Instant;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
+use grounded_auth::Principal;
 use grounded_core::Hit;
 use grounded_query::{Retriever, SearchRequest};
 
-use crate::api::{HitBody, Retrieval, SearchBody, SearchResponse};
+use crate::access::{Spend, record_spend};
+use crate::api::{HitBody, Mode, Retrieval, SearchBody, SearchResponse};
 use crate::error::ErrorBody;
 use crate::extract::ApiJson;
 use crate::{ApiError, AppState, metrics};
@@ -21,16 +23,20 @@ use crate::{ApiError, AppState, metrics};
     responses(
         (status = 200, description = "The hits, best first", body = SearchResponse),
         (status = 400, description = "Malformed JSON or an unknown field", body = ErrorBody),
-        (status = 404, description = "No such collection", body = ErrorBody),
+        (status = 401, description = "No credential, or a bad one", body = ErrorBody),
+        (status = 403, description = "The credential lacks the search scope", body = ErrorBody),
+        (status = 404, description = "No such collection, or one the credential may not see", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "A value out of range", body = ErrorBody),
+        (status = 429, description = "The credential's rate or daily quota is spent", body = ErrorBody),
     )
 )]
 pub async fn search(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let collection = state.collection(body.collection.as_deref())?;
+    let collection = state.collection(&principal, body.collection.as_deref())?;
     let retrieval = Retrieval {
         query: &body.query,
         top_k: body.top_k,
@@ -44,6 +50,10 @@ pub async fn search(
     let started = Instant::now();
     let hits = retrieve(&state, &request).await?;
     let took = started.elapsed();
+    let spend: Vec<Spend> = query_spend(&state, body.mode, &body.query)
+        .into_iter()
+        .collect();
+    record_spend(&state, &principal, "/v1/search", &spend).await;
 
     Ok(Json(SearchResponse {
         collection,
@@ -65,4 +75,20 @@ pub async fn retrieve(state: &AppState, request: &SearchRequest) -> Result<Vec<H
     let hits = retriever.search(request).await?;
     metrics::record_retrieval(request.mode.as_str(), started.elapsed());
     Ok(hits)
+}
+
+/// The tokens of embedding `query`, unless `mode` embeds nothing. A cached
+/// query vector is counted all the same: the ledger measures what the
+/// caller asked for, the same for every replica.
+pub fn query_spend(state: &AppState, mode: Mode, query: &str) -> Option<Spend> {
+    if mode == Mode::Sparse {
+        return None;
+    }
+    let embedder = state.engine().embedder.as_ref();
+    let tokens = embedder.token_counter().try_count(query).unwrap_or(0);
+    Some(Spend {
+        model: embedder.model_id().to_owned(),
+        embedding_tokens: tokens as u64,
+        ..Spend::default()
+    })
 }
