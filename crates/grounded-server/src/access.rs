@@ -323,6 +323,17 @@ async fn admit(
         )
         .into_response());
     }
+    // Keys, usage and metrics name every caller and collection: an admin
+    // limited to some collections could read of the others, or make itself
+    // a key for them.
+    if needs == RouteAccess::Scope(Scope::Admin) && principal.collections.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "the admin scope needs a credential for every collection",
+        )
+        .into_response());
+    }
     if let Some(wait) = access.take_request(&principal) {
         access
             .audit("rate.exceeded", Some(&principal.id), client, String::new())

@@ -106,6 +106,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::keys::revoke))
         .routes(routes!(routes::keys::rotate))
         .routes(routes!(routes::usage::usage))
+        .routes(routes!(routes::audit::audit))
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
         .routes(routes!(routes::meta::metrics))

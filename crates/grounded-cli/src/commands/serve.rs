@@ -61,7 +61,16 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
     eprintln!("grounded is serving on http://{addr} (answers by {answered_by}); Ctrl-C stops it");
-    if !authenticated {
+    if authenticated {
+        let what = if args.access.jwt_issuer.is_some() {
+            "an API key or a bearer token"
+        } else {
+            "an API key"
+        };
+        eprintln!(
+            "authentication is on: {what} is needed on every route but health and /openapi.json"
+        );
+    } else {
         eprintln!(
             "authentication is off: no API key exists and no token issuer is configured, so \
              grounded listens on loopback only; `grounded keys create` turns it on"

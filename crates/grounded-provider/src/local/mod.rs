@@ -15,9 +15,10 @@
 //! the cost of their memory (about 540 MB of widened weights each) and of
 //! cores that one generation already keeps busy.
 //!
-//! This is not a hosted model's match: a 135M-parameter model follows the
-//! instructions to cite loosely and knows little, so it is the fallback when
-//! no API is configured, not the default of a serious deployment.
+//! This is not a hosted model's match: a 135M-parameter model does not cite
+//! by itself (its markers are written by the generator, see [`cite`]) and
+//! knows little, so it is the fallback when no API is configured, not the
+//! default of a serious deployment.
 
 mod cite;
 mod generate;
