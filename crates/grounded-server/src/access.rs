@@ -338,11 +338,11 @@ async fn admit(
         access
             .audit("rate.exceeded", Some(&principal.id), client, String::new())
             .await;
-        return Err(too_many(
-            "rate_limited",
-            "this credential's request rate is spent",
-            wait,
-        ));
+        let per_minute = principal
+            .requests_per_minute
+            .unwrap_or(access.settings.requests_per_minute);
+        let message = format!("this credential's rate of {per_minute} requests a minute is spent");
+        return Err(too_many("rate_limited", &message, wait));
     }
     if let Err((spent, quota)) = access.check_quota(&principal).await {
         let detail = format!("{spent} of {quota} tokens spent today");
@@ -362,6 +362,9 @@ async fn authenticate(
     headers: &HeaderMap,
     client: IpAddr,
 ) -> Result<Principal, Response> {
+    if credential(headers).is_none() && headers.contains_key(header::AUTHORIZATION) {
+        return Err(unsupported_scheme());
+    }
     let credential = credential(headers);
     let error = match access
         .authenticator
@@ -422,6 +425,21 @@ fn refusal(error: &AuthError) -> Response {
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    response
+}
+
+/// An `Authorization` header of another scheme than `Bearer`.
+fn unsupported_scheme() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credential",
+        "unsupported authorization scheme: send Authorization: Bearer <API key or token>, \
+         or X-API-Key: <API key>",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }
 

@@ -722,6 +722,21 @@ async fn rates_quotas_and_failed_authentications_are_limited_with_retry_after() 
     );
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("3 requests a minute"), "{message}");
+
+    // Another scheme than Bearer is named as such, and counts no failure.
+    let basic = Presented {
+        authorization: Some(format!("Basic {slow}")),
+        forwarded_for: None,
+    };
+    let (status, body, _) = server.send(&search("owner".into()), &basic).await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(status, 401);
+    assert!(
+        message.contains("unsupported authorization scheme") && !message.contains(&slow),
+        "{message}"
+    );
 
     // A quota of 1,000 tokens a day: long queries spend it, then 429.
     let (quota_id, frugal) = server
