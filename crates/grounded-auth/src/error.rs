@@ -19,6 +19,16 @@ pub struct ScopeError {
     pub name: String,
 }
 
+/// A day that is not a calendar day written `YYYY-MM-DD`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DayError {
+    #[error("{value:?} is not a day: expected YYYY-MM-DD, like 2025-01-31")]
+    Malformed { value: String },
+
+    #[error("{value:?} is not a day of the calendar")]
+    NotOnCalendar { value: String },
+}
+
 /// A duration that is not a whole number followed by `s`, `m`, `h` or `d`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {

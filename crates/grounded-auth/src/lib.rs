@@ -25,6 +25,7 @@
 //! and quota accounting, and the store's SQL.
 
 mod authenticate;
+pub mod calendar;
 mod client;
 mod duration;
 mod error;
@@ -36,11 +37,12 @@ mod redact;
 mod scope;
 
 pub use authenticate::Authenticator;
+pub use calendar::{check_day, unix_now, utc_day, utc_time};
 pub use client::{client_address, parse_ip_block};
 pub use duration::parse_duration;
 pub use error::{
-    AuthError, DurationError, IpBlockError, JwtError, KeyError, KeySourceError, MalformedKey,
-    ScopeError,
+    AuthError, DayError, DurationError, IpBlockError, JwtError, KeyError, KeySourceError,
+    MalformedKey, ScopeError,
 };
 pub use jwt::{JwtConfig, JwtVerifier, KeySource};
 pub use key::{ApiKey, GeneratedKey, ParsedKey, generate_key, hash_secret, verify_secret};

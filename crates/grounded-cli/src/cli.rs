@@ -260,35 +260,8 @@ fn ip_block(value: &str) -> Result<ipnet::IpNet, String> {
 
 /// A calendar day as the usage ledger keeps it: `YYYY-MM-DD`.
 fn utc_day(value: &str) -> Result<String, String> {
-    let invalid = || format!("{value:?} is not a day: expected YYYY-MM-DD, like 2025-01-31");
-    let parts: Vec<&str> = value.split('-').collect();
-    let [year, month, day] = parts[..] else {
-        return Err(invalid());
-    };
-    let digits =
-        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_digit());
-    if !(digits(year, 4) && digits(month, 2) && digits(day, 2)) {
-        return Err(invalid());
-    }
-    let (year, month, day): (u32, u32, u32) = (
-        year.parse().unwrap_or(0),
-        month.parse().unwrap_or(0),
-        day.parse().unwrap_or(0),
-    );
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return Err(format!("{value:?} is not a day of the calendar"));
-    }
+    grounded_auth::check_day(value).map_err(|error| error.to_string())?;
     Ok(value.to_owned())
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -544,52 +544,22 @@ pub fn spawn_prompt_log_purge(store: Arc<dyn MetadataStore>, retention: Duration
     });
 }
 
-/// Now, in Unix seconds.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        })
-}
+pub use grounded_auth::unix_now as now;
 
-/// Today, UTC, as `YYYY-MM-DD`.
+/// Today, UTC, as `YYYY-MM-DD`: the day the ledger and quotas count in.
 pub fn today() -> String {
-    utc_day(now())
-}
-
-/// The UTC day of Unix time `seconds`, as `YYYY-MM-DD` (the civil-from-days
-/// conversion of the proleptic Gregorian calendar).
-pub fn utc_day(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    grounded_auth::utc_day(now())
 }
 
 fn until_midnight() -> Duration {
-    let seconds = 86_400 - now().rem_euclid(86_400);
+    let day = grounded_auth::calendar::DAY_SECONDS;
+    let seconds = day - now().rem_euclid(day);
     Duration::from_secs(u64::try_from(seconds).unwrap_or(86_400))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_days_are_calendar_days() {
-        assert_eq!(utc_day(0), "1970-01-01");
-        assert_eq!(utc_day(951_782_400), "2000-02-29");
-        assert_eq!(utc_day(1_798_761_599), "2026-12-31");
-        assert_eq!(utc_day(1_798_761_600), "2027-01-01");
-    }
 
     #[test]
     fn every_route_but_health_and_the_document_needs_a_scope() {

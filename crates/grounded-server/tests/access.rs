@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grounded_auth::{JwtConfig, JwtVerifier, KeySource, KeySpec, Scope, Scopes, parse_ip_block};
-use grounded_embed::{Embedder, MiniLm, resolve_model_files};
+use grounded_embed::Embedder;
 use grounded_index::EdgeIndex;
 use grounded_ingest::{ChunkConfig, IngestOptions, WalkOptions};
 use grounded_query::{AnswerModel, AnswerOptions, Answerer, PromptTemplates};
@@ -19,6 +19,8 @@ use grounded_store::{MetadataStore, SqliteStore};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+use crate::embedder;
 
 const ALPHA_DOC: &str = "# Ownership\n\nEach value in Rust has an owner. There can only be one \
 owner at a time. When the owner goes out of scope, the value will be dropped.\n";
@@ -44,17 +46,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(stop) = self.shutdown.take() {
             let _ = stop.send(());
-        }
-    }
-}
-
-fn embedder() -> Option<Arc<dyn Embedder>> {
-    let cache_dir = grounded_core::default_cache_dir();
-    match resolve_model_files(None, &cache_dir) {
-        Ok((files, _)) => Some(Arc::new(MiniLm::load(&files).expect("model loads"))),
-        Err(error) => {
-            eprintln!("skipped: the embedding model cannot be obtained here: {error}");
-            None
         }
     }
 }

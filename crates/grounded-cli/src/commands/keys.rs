@@ -8,11 +8,12 @@
 //! working, is decided by `grounded-auth`; this module only asks and shows.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use grounded_auth::calendar::DAY_SECONDS;
 use grounded_auth::key::{ApiKey, KEY_PREFIX, ParsedKey};
-use grounded_auth::{Authenticator, IssuedKey, KeyError, KeySpec};
+use grounded_auth::{Authenticator, IssuedKey, KeyError, KeySpec, unix_now, utc_time};
 use grounded_store::{AccessStore, ApiKeyRecord, AuditEvent, MetadataStore};
 use serde::Serialize;
 use serde_json::json;
@@ -22,9 +23,6 @@ use crate::context::open_metadata_store;
 
 /// The client the audit log names for changes made here.
 const AUDIT_CLIENT: &str = "cli";
-
-/// Seconds of a day.
-const DAY_SECONDS: i64 = 86_400;
 
 pub async fn run(global: &GlobalArgs, command: KeysCommand) -> anyhow::Result<()> {
     let store: Arc<dyn MetadataStore> = Arc::from(open_metadata_store(global).await?);
@@ -407,14 +405,6 @@ async fn record_audit(
         .with_context(|| format!("failed to record {kind} in the audit log"))
 }
 
-/// Now, in Unix seconds.
-fn unix_now() -> i64 {
-    let elapsed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-}
-
 /// Unix seconds as people read them: `2025-01-31 09:05:00Z`.
 fn shown_time(seconds: i64) -> String {
     utc_time(seconds, ' ')
@@ -423,38 +413,6 @@ fn shown_time(seconds: i64) -> String {
 /// Unix seconds as RFC 3339: `2025-01-31T09:05:00Z`.
 fn rfc3339(seconds: i64) -> String {
     utc_time(seconds, 'T')
-}
-
-/// Unix seconds as a UTC date and time, `separator` between the two.
-fn utc_time(seconds: i64, separator: char) -> String {
-    let (year, month, day) = civil_from_days(seconds.div_euclid(DAY_SECONDS));
-    let of_day = seconds.rem_euclid(DAY_SECONDS);
-    let (hour, minute, second) = (of_day / 3600, of_day / 60 % 60, of_day % 60);
-    format!("{year:04}-{month:02}-{day:02}{separator}{hour:02}:{minute:02}:{second:02}Z")
-}
-
-/// The Gregorian calendar date of a count of days since 1970-01-01.
-///
-/// Counted in eras of 400 years (146,097 days, after which the calendar
-/// repeats) from 0000-03-01, so that the leap day falls at the end of each
-/// year of the count and needs no special case.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = era * 400 + year_of_era + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -476,29 +434,6 @@ mod tests {
             revoked_at: None,
             last_used_at: None,
             rotated_to: None,
-        }
-    }
-
-    #[test]
-    fn times_are_utc_calendar_times() {
-        assert_eq!(shown_time(0), "1970-01-01 00:00:00Z");
-        assert_eq!(shown_time(951_782_400), "2000-02-29 00:00:00Z");
-        assert_eq!(shown_time(1_700_000_000), "2023-11-14 22:13:20Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
-        assert_eq!(shown_time(-1), "1969-12-31 23:59:59Z");
-    }
-
-    #[test]
-    fn every_day_follows_the_one_before() {
-        let mut previous = civil_from_days(-800_000);
-        for days in -799_999..800_000 {
-            let (year, month, day) = civil_from_days(days);
-            let next_day = (year, month, day) == (previous.0, previous.1, previous.2 + 1);
-            let next_month = day == 1 && (year, month) == (previous.0, previous.1 + 1);
-            let next_year = (month, day) == (1, 1) && year == previous.0 + 1;
-
-            assert!(next_day || next_month || next_year, "{previous:?} {days}");
-            previous = (year, month, day);
         }
     }
 

@@ -67,7 +67,8 @@ pub async fn usage(
     ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
     if let Some(since) = &query.since {
-        check_day(since)?;
+        grounded_auth::check_day(since)
+            .map_err(|error| ApiError::unprocessable(format!("since: {error}")))?;
     }
     let rows = state
         .engine()
@@ -77,21 +78,4 @@ pub async fn usage(
     Ok(Json(UsageReport {
         rows: rows.into_iter().map(UsageRow::from).collect(),
     }))
-}
-
-fn check_day(day: &str) -> Result<(), ApiError> {
-    let bytes = day.as_bytes();
-    let shaped = bytes.len() == 10
-        && bytes[4] == b'-'
-        && bytes[7] == b'-'
-        && day
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
-    if shaped {
-        return Ok(());
-    }
-    Err(ApiError::unprocessable(format!(
-        "since must be a day as YYYY-MM-DD, not {day:?}"
-    )))
 }
