@@ -11,6 +11,7 @@
 mod bert;
 mod cache;
 mod error;
+mod kernels;
 mod minilm;
 mod model_files;
 mod openai;

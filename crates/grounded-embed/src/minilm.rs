@@ -16,11 +16,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use rayon::prelude::*;
 use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::bert::{BertConfig, BertModel, mean_pool_normalized};
+use crate::bert::{BertConfig, BertModel, Weights};
 use crate::{EmbedError, Embedder, Embedding, ModelFiles, TokenCounter};
 
 /// The most word-pieces the model reads, `[CLS]` and `[SEP]` included; this is
@@ -30,9 +29,11 @@ const MAX_SEQUENCE_TOKENS: usize = 256;
 /// `[CLS]` and `[SEP]`, which every encoded text carries.
 const SPECIAL_TOKENS: usize = 2;
 
-/// Texts run through the network together. Past about 8, candle gains
-/// little from larger batches on CPU; 32 bounds memory and padding.
-const SUB_BATCH: usize = 32;
+/// The most tokens one forward pass packs together. Matrix products gain
+/// little past a few hundred rows; 2,048 keeps a pass's working memory near
+/// 25 MB and leaves several passes per ingest batch to share out among
+/// threads.
+const TOKENS_PER_PASS: usize = 2048;
 
 /// Stable id of the model and the settings that change its vectors.
 const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2@256";
@@ -61,7 +62,8 @@ struct Inner {
     counting: Tokenizer,
     inference: Tokenizer,
     dimension: usize,
-    device: Device,
+    /// The threads forward passes run on, one pass per thread at a time.
+    threads: rayon::ThreadPool,
 }
 
 impl fmt::Debug for MiniLm {
@@ -85,28 +87,44 @@ impl MiniLm {
     /// malformed, or when the config asks for something the encoder does
     /// not implement (another activation or position embedding type).
     pub fn load(files: &ModelFiles) -> Result<Self, EmbedError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::load_with_threads(files, threads)
+    }
+
+    /// [`MiniLm::load`] with forward passes spread over `threads` threads
+    /// (at least one) rather than one per core.
+    ///
+    /// # Errors
+    /// As [`MiniLm::load`].
+    pub fn load_with_threads(files: &ModelFiles, threads: usize) -> Result<Self, EmbedError> {
         let _span = tracing::info_span!("embed.load", dir = %files.dir.display()).entered();
         let started = Instant::now();
-        let device = Device::Cpu;
 
         let config = read_config(&files.config())?;
         let (counting, inference) = load_tokenizers(&files.tokenizer())?;
-        let model = load_network(&config, &files.weights(), &device)?;
+        let model = load_network(&config, &files.weights())?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|index| format!("grounded-embed-{index}"))
+            .build()
+            .map_err(|err| {
+                EmbedError::Inference(format!("cannot start embedding threads: {err}"))
+            })?;
 
         tracing::info!(
             model_id = MODEL_ID,
             layers = config.num_hidden_layers,
             dimension = config.hidden_size,
+            threads = pool.current_num_threads(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "embedding model loaded"
         );
-        let dimension = config.hidden_size;
         let inner = Inner {
             model,
             counting,
             inference,
-            dimension,
-            device,
+            dimension: config.hidden_size,
+            threads: pool,
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -169,9 +187,9 @@ impl Embedder for MiniLm {
 }
 
 impl Inner {
-    /// Tokenizes everything, runs sub-batches of texts of similar length so
-    /// that little padding is computed, and puts the vectors back in input
-    /// order.
+    /// Tokenizes everything, packs texts of similar length into forward
+    /// passes, runs the passes on the embedding threads, and puts the
+    /// vectors back in input order.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, EmbedError> {
         let _span = tracing::debug_span!("embed.batch", texts = texts.len()).entered();
         let started = Instant::now();
@@ -180,10 +198,25 @@ impl Inner {
             .encode_batch_fast(texts.to_vec(), true)
             .map_err(tokenize_error)?;
 
+        let threads = self.threads.current_num_threads();
+        let passes = passes(&encodings, threads);
+        // Fewer passes than threads (a query, a few short texts): each pass
+        // shares its matrix products among the threads left over.
+        let threads_per_pass = (threads / passes.len().max(1)).max(1);
+        let results: Vec<Result<Vec<Embedding>, String>> = self.threads.install(|| {
+            passes
+                .par_iter()
+                .map(|pass| {
+                    let ids: Vec<&[u32]> = pass.iter().map(|&i| encodings[i].get_ids()).collect();
+                    self.model.embed(&ids, threads_per_pass)
+                })
+                .collect()
+        });
+
         let mut vectors = vec![Embedding::new(); texts.len()];
-        for group in longest_first(&encodings).chunks(SUB_BATCH) {
-            let batch: Vec<&Encoding> = group.iter().map(|&index| &encodings[index]).collect();
-            for (&index, vector) in group.iter().zip(self.embed_encodings(&batch)?) {
+        for (pass, result) in passes.iter().zip(results) {
+            let pass_vectors = result.map_err(EmbedError::Inference)?;
+            for (&index, vector) in pass.iter().zip(pass_vectors) {
                 vectors[index] = vector;
             }
         }
@@ -192,54 +225,37 @@ impl Inner {
         tracing::debug!(
             texts = texts.len(),
             tokens,
+            passes = passes.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "embedded"
         );
         Ok(vectors)
     }
-
-    /// Runs one padded batch through the network and pools it.
-    fn embed_encodings(&self, batch: &[&Encoding]) -> Result<Vec<Embedding>, EmbedError> {
-        let (input_ids, attention_mask) =
-            padded_batch(batch, &self.device).map_err(inference_error)?;
-        let hidden = self
-            .model
-            .forward(&input_ids, &attention_mask)
-            .map_err(inference_error)?;
-        let pooled = mean_pool_normalized(&hidden, &attention_mask).map_err(inference_error)?;
-        pooled.to_vec2::<f32>().map_err(inference_error)
-    }
 }
 
-/// Indices of `encodings`, longest first; ties keep input order.
-fn longest_first(encodings: &[Encoding]) -> Vec<usize> {
+/// Groups the indices of `encodings`, longest first, into forward passes of
+/// at most [`TOKENS_PER_PASS`] tokens, and into at least as many passes as
+/// there are `threads` when there are enough texts to go round.
+fn passes(encodings: &[Encoding], threads: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..encodings.len()).collect();
     order.sort_by_key(|&index| std::cmp::Reverse(encodings[index].len()));
-    order
-}
+    let total: usize = encodings.iter().map(Encoding::len).sum();
+    let budget = total.div_ceil(threads.max(1)).clamp(1, TOKENS_PER_PASS);
 
-/// Builds (batch, longest) `input_ids` and `attention_mask` tensors, padding
-/// each text on the right with id 0 and mask 0.
-fn padded_batch(batch: &[&Encoding], device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-    let width = batch
-        .iter()
-        .map(|encoding| encoding.len())
-        .max()
-        .unwrap_or(0);
-    let mut ids = Vec::with_capacity(batch.len() * width);
-    let mut mask = Vec::with_capacity(batch.len() * width);
-    for encoding in batch {
-        let padding = width - encoding.len();
-        ids.extend_from_slice(encoding.get_ids());
-        ids.extend(std::iter::repeat_n(0u32, padding));
-        mask.extend(std::iter::repeat_n(1u32, encoding.len()));
-        mask.extend(std::iter::repeat_n(0u32, padding));
+    let mut passes: Vec<Vec<usize>> = Vec::new();
+    let mut tokens = 0;
+    for index in order {
+        let len = encodings[index].len();
+        match passes.last_mut() {
+            Some(pass) if tokens + len <= budget => pass.push(index),
+            _ => {
+                passes.push(vec![index]);
+                tokens = 0;
+            }
+        }
+        tokens += len;
     }
-    let shape = (batch.len(), width);
-    Ok((
-        Tensor::from_vec(ids, shape, device)?,
-        Tensor::from_vec(mask, shape, device)?,
-    ))
+    passes
 }
 
 fn read_config(path: &Path) -> Result<BertConfig, EmbedError> {
@@ -256,7 +272,7 @@ fn read_config(path: &Path) -> Result<BertConfig, EmbedError> {
 
 /// Returns the counting tokenizer (no truncation, no padding) and the
 /// inference tokenizer (truncation at [`MAX_SEQUENCE_TOKENS`], no padding:
-/// batches are padded to their longest text by [`padded_batch`]).
+/// texts are packed, not padded, by the encoder).
 fn load_tokenizers(path: &Path) -> Result<(Tokenizer, Tokenizer), EmbedError> {
     let mut counting = Tokenizer::from_file(path).map_err(|err| load_error(path, err))?;
     counting.with_padding(None);
@@ -277,14 +293,8 @@ fn load_tokenizers(path: &Path) -> Result<(Tokenizer, Tokenizer), EmbedError> {
     Ok((counting, inference))
 }
 
-fn load_network(
-    config: &BertConfig,
-    path: &Path,
-    device: &Device,
-) -> Result<BertModel, EmbedError> {
-    let tensors =
-        candle_core::safetensors::load(path, device).map_err(|err| load_error(path, err))?;
-    let weights = VarBuilder::from_tensors(tensors, DType::F32, device);
+fn load_network(config: &BertConfig, path: &Path) -> Result<BertModel, EmbedError> {
+    let weights = Weights::read(path).map_err(|err| load_error(path, err))?;
     BertModel::load(config, weights).map_err(|err| load_error(path, err))
 }
 
@@ -297,8 +307,4 @@ fn load_error(path: &Path, err: impl fmt::Display) -> EmbedError {
 
 fn tokenize_error(err: tokenizers::Error) -> EmbedError {
     EmbedError::Tokenize(err.to_string())
-}
-
-fn inference_error(err: candle_core::Error) -> EmbedError {
-    EmbedError::Inference(err.to_string())
 }
