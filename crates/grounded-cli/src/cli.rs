@@ -114,7 +114,7 @@ pub enum Command {
     /// Ingest the Rust book that ships with rustup, then search and ask it.
     Demo(DemoArgs),
     /// Measure retrieval quality on a BEIR-format benchmark (nDCG@10,
-    /// Recall@100) for each search mode.
+    /// Recall@10 and @100, MRR@10, MAP@100, latency) for each search mode.
     Eval(EvalArgs),
     /// Bring the metadata store's schema up to date (every command also does
     /// this when it opens the store) and print its version.
@@ -673,7 +673,17 @@ pub struct DemoArgs {
 pub struct EvalArgs {
     /// A BEIR-format benchmark directory: corpus.jsonl, queries.jsonl and
     /// qrels/SPLIT.tsv.
-    pub dataset: PathBuf,
+    #[arg(
+        long = "dataset",
+        value_name = "DIR",
+        required_unless_present = "dataset_dir",
+        conflicts_with = "dataset_dir"
+    )]
+    pub dataset: Option<PathBuf>,
+
+    /// The benchmark directory, as --dataset gives it.
+    #[arg(value_name = "DIR")]
+    pub dataset_dir: Option<PathBuf>,
 
     /// The relevance judgments to score against (qrels/SPLIT.tsv).
     #[arg(long, default_value = "test")]
@@ -691,9 +701,36 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = grounded_index::DEFAULT_RRF_K, value_parser = rrf_k_in_range)]
     pub rrf_k: usize,
 
-    /// Print the figures as one JSON object.
+    /// Answer the first N judged queries from their hybrid hits, as `ask`
+    /// does, and report how many cite a judged relevant document and how
+    /// many are ungrounded; 0 skips answering.
+    #[arg(
+        long,
+        env = "GROUNDED_EVAL_ANSWERS",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub answers: usize,
+
+    #[command(flatten)]
+    pub answer: AnswerArgs,
+
+    /// Where each run's Markdown and JSON reports are written [default:
+    /// eval/runs/ in the data directory].
+    #[arg(long, env = "GROUNDED_EVAL_OUTPUT", value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Print the report as one JSON object instead of Markdown.
     #[arg(long)]
     pub json: bool,
+}
+
+impl EvalArgs {
+    /// The benchmark directory, given with --dataset or as the argument
+    /// (clap requires one of them).
+    pub fn benchmark(&self) -> Option<&std::path::Path> {
+        self.dataset.as_deref().or(self.dataset_dir.as_deref())
+    }
 }
 
 /// The fusion constant must be positive; beyond 1,000 ranks barely matter.

@@ -4,6 +4,7 @@
 //! `GROUNDED_TEST_DATABASE_URL` names, and skip with a message without one.
 
 mod access;
+mod eval;
 mod keys;
 
 use std::path::{Path, PathBuf};

@@ -5,29 +5,50 @@
 //! collection `eval-<dataset>` by the ordinary pipeline, so the figures
 //! measure exactly what `grounded search` does: the same chunking, embedding
 //! cache, sparse vectors and fusion. Each judged query is then searched in
-//! each mode; a document ranks where its best chunk ranks.
+//! each mode; a document ranks where its best chunk ranks. Optionally the
+//! first judged queries are answered as `grounded ask` answers them.
+//!
+//! Each run is reported as Markdown and JSON, with what decides its figures
+//! (model, chunking, fusion, commit, machine), under `<data dir>/eval/runs/`.
 
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use grounded_auth::{unix_now, utc_time};
 use grounded_index::SearchMode;
 use grounded_ingest::{ChunkConfig, IngestOptions, WalkOptions};
-use grounded_query::eval::{Judgments, ndcg_at, recall_at};
-use grounded_query::{Retriever, SearchRequest};
+use grounded_query::eval::{Judgments, Latencies, PrecomputedQueries, Scores};
+use grounded_query::{AnswerOptions, Answerer, PromptBudget, Retriever, SearchRequest};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::info;
 
 use crate::cli::{EvalArgs, GlobalArgs, Mode};
+use crate::commands::ask::ask;
 use crate::commands::ingest::ingest;
 use crate::context::Context;
+use crate::llm;
 
 /// Chunks asked for per query: enough distinct documents for recall@100
 /// after a document's further chunks are folded into its best one.
 const HITS_PER_QUERY: usize = 300;
+
+/// Hits of the search whose latency is reported: `grounded search`'s
+/// default page.
+const TIMED_HITS: usize = 10;
+
+/// Sources an answer is composed from, and the tokens its prompt may use:
+/// `grounded ask`'s defaults.
+const ANSWER_SOURCES: usize = 5;
+const ANSWER_PROMPT_TOKENS: usize = 3000;
+
+/// The commit the binary was built from, and whether the tree differed from
+/// it (`true`, `false` or `unknown`), as `build.rs` found them.
+const COMMIT: &str = env!("GROUNDED_GIT_COMMIT");
+const DIRTY: &str = env!("GROUNDED_GIT_DIRTY");
 
 /// One BEIR dataset, read whole.
 struct Dataset {
@@ -39,14 +60,90 @@ struct Dataset {
     qrels: HashMap<String, Judgments>,
 }
 
+/// A query of the benchmark that has judgments, with them.
+struct JudgedQuery<'a> {
+    id: &'a str,
+    text: &'a str,
+    judgments: &'a Judgments,
+}
+
+/// The ingested corpus: its collection, and each file's source path (as
+/// hits name it) mapped to its corpus id.
+struct Corpus {
+    collection: String,
+    files: HashMap<String, String>,
+}
+
+impl Corpus {
+    /// The corpus ids of `source_paths`, in order, skipping unknown paths.
+    fn ids<'a>(&self, source_paths: impl Iterator<Item = &'a str>) -> Vec<String> {
+        source_paths
+            .filter_map(|path| self.files.get(path).cloned())
+            .collect()
+    }
+}
+
 /// The figures of one mode.
 #[derive(Debug, Serialize)]
 struct ModeScore {
     mode: &'static str,
-    ndcg_at_10: f64,
-    recall_at_100: f64,
     queries: usize,
-    p50_ms: f64,
+    #[serde(flatten)]
+    scores: Scores,
+    /// Per query: embedding the query (dense and hybrid) and searching.
+    latency_ms: Percentiles,
+    /// Per query: searching with the query's vector computed beforehand.
+    latency_without_embedding_ms: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    p50: f64,
+    p95: f64,
+}
+
+impl From<&Latencies> for Percentiles {
+    fn from(latencies: &Latencies) -> Self {
+        Self {
+            p50: latencies.percentile_ms(50.0),
+            p95: latencies.percentile_ms(95.0),
+        }
+    }
+}
+
+/// How the answers to the first judged queries fared.
+#[derive(Debug, Serialize)]
+struct AnswerScore {
+    /// `extractive` or the chat model's id.
+    produced_by: String,
+    answers: usize,
+    /// The share of answers citing at least one judged relevant document.
+    cites_relevant: f64,
+    /// The share of answers that cite nothing (`grounded: false`).
+    ungrounded: f64,
+    /// Per answer: retrieving, composing the prompt and answering.
+    latency_ms: Percentiles,
+}
+
+/// What the figures were measured with, so that runs can be compared.
+#[derive(Debug, Serialize)]
+struct Setup {
+    model: String,
+    chunking: Chunking,
+    rrf_k: usize,
+    commit: &'static str,
+    /// Whether the work tree differed from the commit; null when unknown.
+    dirty: Option<bool>,
+    /// When the run started, UTC.
+    date: String,
+    arch: &'static str,
+    threads: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Chunking {
+    max_tokens: usize,
+    overlap_tokens: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,76 +153,119 @@ struct EvalReport {
     collection: String,
     documents: usize,
     chunks: u64,
-    rrf_k: usize,
+    /// Judged queries scored in each mode.
+    queries: usize,
+    #[serde(flatten)]
+    setup: Setup,
     modes: Vec<ModeScore>,
+    /// Absent unless `--answers` asked for some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answers: Option<AnswerScore>,
 }
 
 pub async fn run(global: &GlobalArgs, args: EvalArgs) -> anyhow::Result<()> {
-    let dataset = Dataset::read(&args.dataset, &args.split)?;
-    let modes = chosen_modes(&args.modes);
-    let mut judged: Vec<(&String, &Judgments)> = dataset
+    let started_at = unix_now();
+    let dir = args
+        .benchmark()
+        .context("give the benchmark directory with --dataset DIR")?;
+    let dataset = Dataset::read(dir, &args.split)?;
+    let judged = judged_queries(&dataset, dir, &args)?;
+
+    let context = Context::open(global).await?;
+    // Loaded before the ingest, so that a model that cannot load fails at once.
+    let answerer = match args.answers {
+        0 => None,
+        _ => Some(llm::answerer(
+            global,
+            &args.answer,
+            context.embedder.clone(),
+        )?),
+    };
+    let options = ingest_options(&format!("eval-{}", dataset.name));
+    let corpus = ingest_corpus(global, &context, &dataset, &options).await?;
+
+    let modes = score_modes(&context, &corpus, &args, &judged).await?;
+    let answers = match &answerer {
+        Some(answerer) => Some(score_answers(&context, answerer, &corpus, &args, &judged).await?),
+        None => None,
+    };
+
+    let chunks = context
+        .store
+        .collection_counts(&corpus.collection)
+        .await?
+        .chunks;
+    let report = EvalReport {
+        dataset: dataset.name.clone(),
+        split: args.split.clone(),
+        documents: dataset.corpus.len(),
+        chunks,
+        collection: corpus.collection,
+        queries: judged.len(),
+        setup: setup(context.embedder.model_id(), &options, &args, started_at),
+        modes,
+        answers,
+    };
+    context.close().await;
+    let output_dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| global.data_dir.join("eval").join("runs"));
+    publish(&report, &output_dir, started_at, args.json)
+}
+
+/// The judged queries to score, sorted by id: those of `queries.jsonl` with
+/// a relevant judgment in the split, the first `--limit-queries` of them.
+fn judged_queries<'a>(
+    dataset: &'a Dataset,
+    dir: &Path,
+    args: &EvalArgs,
+) -> anyhow::Result<Vec<JudgedQuery<'a>>> {
+    let mut judged: Vec<JudgedQuery> = dataset
         .qrels
         .iter()
-        .filter(|(id, _)| dataset.queries.contains_key(*id))
+        .filter_map(|(id, judgments)| {
+            let text = dataset.queries.get(id)?;
+            Some(JudgedQuery {
+                id,
+                text,
+                judgments,
+            })
+        })
         .collect();
-    judged.sort_by(|a, b| a.0.cmp(b.0));
+    judged.sort_by(|a, b| a.id.cmp(b.id));
     judged.truncate(args.limit_queries.unwrap_or(usize::MAX));
     if judged.is_empty() {
         anyhow::bail!(
             "no query of {} has a relevance judgment in qrels/{}.tsv to score",
-            args.dataset.display(),
+            dir.display(),
             args.split
         );
     }
+    Ok(judged)
+}
 
-    let context = Context::open(global).await?;
-    let collection = format!("eval-{}", dataset.name);
-
+/// Writes the corpus out and ingests it, reusing cached embeddings.
+async fn ingest_corpus(
+    global: &GlobalArgs,
+    context: &Context,
+    dataset: &Dataset,
+    options: &IngestOptions,
+) -> anyhow::Result<Corpus> {
     let corpus_dir = global.data_dir.join("eval").join(&dataset.name);
-    let files = write_corpus(&corpus_dir, &dataset)?;
-    let options = ingest_options(&collection);
-    let report = ingest(&context, &[corpus_dir], &options).await?;
+    let files = write_corpus(&corpus_dir, dataset)?;
+    let report = ingest(context, &[corpus_dir], options).await?;
     info!(
-        collection,
+        collection = options.collection,
         documents = dataset.corpus.len(),
         embeddings_computed = report.embeddings_computed,
         elapsed_ms = report.elapsed_ms,
         "eval corpus ingested"
     );
-
-    let retriever = Retriever::new(
-        context.embedder.as_ref(),
-        context.index.as_ref(),
-        context.store.as_ref(),
-    );
-    let mut scores = Vec::new();
-    for mode in modes {
-        let score = score_mode(
-            &retriever,
-            &collection,
-            mode,
-            &args,
-            &dataset,
-            &judged,
-            &files,
-        )
-        .await?;
-        scores.push(score);
-    }
-
-    let chunks = context.store.collection_counts(&collection).await?.chunks;
-    let report = EvalReport {
-        dataset: dataset.name.clone(),
-        split: args.split.clone(),
-        collection,
-        documents: dataset.corpus.len(),
-        chunks,
-        rrf_k: args.rrf_k,
-        modes: scores,
-    };
-    print_report(&report, args.json)?;
-    context.close().await;
-    Ok(())
+    Ok(Corpus {
+        collection: options.collection.clone(),
+        files,
+    })
 }
 
 fn chosen_modes(modes: &[Mode]) -> Vec<SearchMode> {
@@ -135,51 +275,180 @@ fn chosen_modes(modes: &[Mode]) -> Vec<SearchMode> {
     modes.iter().map(|&mode| mode.into()).collect()
 }
 
+/// Scores each chosen mode, the queries embedded once beforehand.
+async fn score_modes(
+    context: &Context,
+    corpus: &Corpus,
+    args: &EvalArgs,
+    judged: &[JudgedQuery<'_>],
+) -> anyhow::Result<Vec<ModeScore>> {
+    let modes = chosen_modes(&args.modes);
+    let mut queries = PrecomputedQueries::new(context.embedder.as_ref());
+    let embed_times = embed_queries(&mut queries, judged, &modes).await?;
+    let retriever = Retriever::new(&queries, context.index.as_ref(), context.store.as_ref());
+
+    let mut scores = Vec::with_capacity(modes.len());
+    for mode in modes {
+        let score = score_mode(&retriever, corpus, mode, args, judged, &embed_times).await?;
+        info!(
+            mode = score.mode,
+            queries = score.queries,
+            ndcg_at_10 = score.scores.ndcg_at_10,
+            "eval mode scored"
+        );
+        scores.push(score);
+    }
+    Ok(scores)
+}
+
+/// Whether a search in `mode` embeds its query.
+fn embeds(mode: SearchMode) -> bool {
+    matches!(mode, SearchMode::Dense | SearchMode::Hybrid)
+}
+
+/// Embeds each judged query once, ahead of the searches, when a mode needs
+/// it; returns how long each took (none when no mode embeds).
+async fn embed_queries(
+    queries: &mut PrecomputedQueries<'_>,
+    judged: &[JudgedQuery<'_>],
+    modes: &[SearchMode],
+) -> anyhow::Result<Vec<Duration>> {
+    if !modes.iter().any(|&mode| embeds(mode)) {
+        return Ok(Vec::new());
+    }
+    let mut times = Vec::with_capacity(judged.len());
+    for query in judged {
+        let elapsed = queries
+            .embed_query(query.text)
+            .await
+            .with_context(|| format!("failed to embed query {}", query.id))?;
+        times.push(elapsed);
+    }
+    Ok(times)
+}
+
 /// Searches every judged query in one mode and averages the measures.
+/// Latency is that of a second, top-10 search of the same query; with
+/// embedding, it adds the query's embedding time, taken beforehand, to the
+/// search given its vector.
 async fn score_mode(
     retriever: &Retriever<'_>,
-    collection: &str,
+    corpus: &Corpus,
     mode: SearchMode,
     args: &EvalArgs,
-    dataset: &Dataset,
-    judged: &[(&String, &Judgments)],
-    files: &HashMap<String, String>,
+    judged: &[JudgedQuery<'_>],
+    embed_times: &[Duration],
 ) -> anyhow::Result<ModeScore> {
-    let mut ndcg = 0.0;
-    let mut recall = 0.0;
-    let mut latencies = Vec::with_capacity(judged.len());
-    for (query_id, judgments) in judged {
-        let text = &dataset.queries[*query_id];
+    let mut scores = Vec::with_capacity(judged.len());
+    let mut with_embedding = Latencies::default();
+    let mut without_embedding = Latencies::default();
+    for (number, query) in judged.iter().enumerate() {
         let request = SearchRequest {
             mode,
             rrf_k: args.rrf_k,
-            ..SearchRequest::new(collection, text.clone(), HITS_PER_QUERY)
+            ..SearchRequest::new(&corpus.collection, query.text, HITS_PER_QUERY)
         };
 
-        let started = Instant::now();
         let hits = retriever
             .search(&request)
             .await
-            .with_context(|| format!("query {query_id} failed"))?;
-        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            .with_context(|| format!("query {} failed", query.id))?;
 
-        let ranked: Vec<String> = hits
-            .iter()
-            .filter_map(|hit| files.get(&hit.source_path).cloned())
-            .collect();
-        ndcg += ndcg_at(10, &ranked, judgments);
-        recall += recall_at(100, &ranked, judgments);
+        // Timed apart, as the search a user runs: the scoring search above
+        // reads hundreds of hits for recall@100.
+        let timed = SearchRequest {
+            limit: TIMED_HITS,
+            ..request.clone()
+        };
+        let started = Instant::now();
+        retriever
+            .search(&timed)
+            .await
+            .with_context(|| format!("query {} failed", query.id))?;
+        let searched = started.elapsed();
+        let embedded = match embeds(mode) {
+            true => embed_times.get(number).copied().unwrap_or_default(),
+            false => Duration::ZERO,
+        };
+        with_embedding.push(embedded + searched);
+        without_embedding.push(searched);
+
+        let ranked = corpus.ids(hits.iter().map(|hit| hit.source_path.as_str()));
+        scores.push(Scores::of(&ranked, query.judgments));
     }
 
-    let count = judged.len().max(1) as f64;
-    latencies.sort_by(f64::total_cmp);
     Ok(ModeScore {
         mode: mode.as_str(),
-        ndcg_at_10: ndcg / count,
-        recall_at_100: recall / count,
         queries: judged.len(),
-        p50_ms: latencies.get(latencies.len() / 2).copied().unwrap_or(0.0),
+        scores: Scores::mean(&scores),
+        latency_ms: Percentiles::from(&with_embedding),
+        latency_without_embedding_ms: Percentiles::from(&without_embedding),
     })
+}
+
+/// Answers the first `--answers` judged queries from their hybrid hits, the
+/// way `grounded ask` does, and counts the answers citing a relevant
+/// document and those citing nothing.
+async fn score_answers(
+    context: &Context,
+    answerer: &Answerer,
+    corpus: &Corpus,
+    args: &EvalArgs,
+    judged: &[JudgedQuery<'_>],
+) -> anyhow::Result<AnswerScore> {
+    let options = AnswerOptions {
+        budget: PromptBudget {
+            max_prompt_tokens: ANSWER_PROMPT_TOKENS,
+        },
+        max_tokens: args.answer.max_tokens,
+        temperature: args.answer.temperature,
+        attribution: args.answer.attribution.0,
+    };
+    let asked = &judged[..args.answers.min(judged.len())];
+    let (mut cites_relevant, mut ungrounded) = (0, 0);
+    let mut latencies = Latencies::default();
+    for query in asked {
+        let request = SearchRequest {
+            rrf_k: args.rrf_k,
+            ..SearchRequest::new(&corpus.collection, query.text, ANSWER_SOURCES)
+        };
+        let started = Instant::now();
+        let (_, outcome) = ask(context, answerer, &request, options)
+            .await
+            .with_context(|| format!("answering query {} failed", query.id))?;
+        latencies.push(started.elapsed());
+
+        let answer = &outcome.answer;
+        let cited = corpus.ids(answer.citations.iter().map(|c| c.source_path.as_str()));
+        let relevant = |id: &String| query.judgments.get(id).is_some_and(|&grade| grade > 0);
+        cites_relevant += usize::from(cited.iter().any(relevant));
+        ungrounded += usize::from(!answer.grounded);
+    }
+
+    let count = asked.len().max(1) as f64;
+    Ok(AnswerScore {
+        produced_by: answerer.model().id().to_owned(),
+        answers: asked.len(),
+        cites_relevant: cites_relevant as f64 / count,
+        ungrounded: ungrounded as f64 / count,
+        latency_ms: Percentiles::from(&latencies),
+    })
+}
+
+fn setup(model: &str, options: &IngestOptions, args: &EvalArgs, started_at: i64) -> Setup {
+    Setup {
+        model: model.to_owned(),
+        chunking: Chunking {
+            max_tokens: options.chunking.max_tokens,
+            overlap_tokens: options.chunking.overlap_tokens,
+        },
+        rrf_k: args.rrf_k,
+        commit: COMMIT,
+        dirty: DIRTY.parse().ok(),
+        date: utc_time(started_at, 'T'),
+        arch: std::env::consts::ARCH,
+        threads: std::thread::available_parallelism().map_or(1, usize::from),
+    }
 }
 
 fn ingest_options(collection: &str) -> IngestOptions {
@@ -272,6 +541,13 @@ impl Dataset {
             .file_name()
             .map(|name| file_stem(&name.to_string_lossy()).to_lowercase())
             .unwrap_or_else(|| "dataset".to_owned());
+        if name == "runs" {
+            anyhow::bail!(
+                "{}: a benchmark named runs would share eval/runs/ of the data directory with \
+                 the reports; rename its directory",
+                dir.display()
+            );
+        }
 
         let corpus = read_jsonl(&dir.join("corpus.jsonl"), |value| {
             let id = string_field(value, "_id")?;
@@ -387,29 +663,124 @@ fn read_qrels(path: &Path) -> anyhow::Result<HashMap<String, Judgments>> {
     Ok(qrels)
 }
 
-fn print_report(report: &EvalReport, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(report)?);
-        return Ok(());
+/// Prints the report (Markdown, or JSON with `--json`) and writes both forms
+/// to `<dir>/<dataset>-<split>-<UTC timestamp>.md` and `.json`.
+fn publish(report: &EvalReport, dir: &Path, started_at: i64, json: bool) -> anyhow::Result<()> {
+    let markdown = markdown(report);
+    let json_text = serde_json::to_string_pretty(report)?;
+    println!("{}", if json { &json_text } else { &markdown });
+
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let stamp: String = utc_time(started_at, 'T')
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let stem = format!("{}-{}-{stamp}", report.dataset, file_stem(&report.split));
+    let paths = [
+        (dir.join(format!("{stem}.md")), markdown),
+        (dir.join(format!("{stem}.json")), json_text + "\n"),
+    ];
+    for (path, text) in &paths {
+        std::fs::write(path, text)
+            .with_context(|| format!("failed to write {}", path.display()))?;
     }
-    println!(
-        "{} ({} split): {} documents, {} chunks in collection {:?}; hybrid fuses with k = {}",
-        report.dataset,
-        report.split,
-        report.documents,
-        report.chunks,
-        report.collection,
-        report.rrf_k
+    eprintln!(
+        "eval report written to {} and {}",
+        paths[0].0.display(),
+        paths[1].0.display()
     );
-    println!(
-        "{:<8} {:>8} {:>11} {:>8} {:>8}",
-        "mode", "nDCG@10", "Recall@100", "queries", "p50 ms"
-    );
-    for score in &report.modes {
-        println!(
-            "{:<8} {:>8.4} {:>11.4} {:>8} {:>8.1}",
-            score.mode, score.ndcg_at_10, score.recall_at_100, score.queries, score.p50_ms
-        );
-    }
     Ok(())
+}
+
+/// The report as Markdown: what was measured and how, then one table row
+/// per mode, then the answers if any.
+fn markdown(report: &EvalReport) -> String {
+    let mut text = format!("# {} ({} split)\n\n", report.dataset, report.split);
+    text.push_str(&setup_table(report));
+    text.push('\n');
+    text.push_str(&modes_table(&report.modes));
+    if let Some(answers) = &report.answers {
+        text.push('\n');
+        text.push_str(&answers_table(answers));
+    }
+    text
+}
+
+fn setup_table(report: &EvalReport) -> String {
+    let setup = &report.setup;
+    let dirty = match setup.dirty {
+        Some(true) => " (work tree modified)",
+        Some(false) => "",
+        None => " (work tree unknown)",
+    };
+    let rows = [
+        (
+            "corpus",
+            format!(
+                "{} documents, {} chunks in collection `{}`",
+                report.documents, report.chunks, report.collection
+            ),
+        ),
+        ("queries", format!("{} judged", report.queries)),
+        ("model", setup.model.clone()),
+        (
+            "chunking",
+            format!(
+                "{} tokens, {} overlap",
+                setup.chunking.max_tokens, setup.chunking.overlap_tokens
+            ),
+        ),
+        ("fusion", format!("reciprocal rank, k = {}", setup.rrf_k)),
+        ("commit", format!("{}{dirty}", setup.commit)),
+        ("date", setup.date.clone()),
+        (
+            "machine",
+            format!("{}, {} threads", setup.arch, setup.threads),
+        ),
+    ];
+    let mut table = String::from("| setting | value |\n| --- | --- |\n");
+    for (name, value) in rows {
+        table.push_str(&format!("| {name} | {value} |\n"));
+    }
+    table
+}
+
+fn modes_table(modes: &[ModeScore]) -> String {
+    let mut table = String::from(
+        "| mode | nDCG@10 | Recall@10 | Recall@100 | MRR@10 | MAP@100 | p50 / p95 ms | \
+         p50 / p95 ms without embedding |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for mode in modes {
+        let s = &mode.scores;
+        table.push_str(&format!(
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} |\n",
+            mode.mode,
+            s.ndcg_at_10,
+            s.recall_at_10,
+            s.recall_at_100,
+            s.mrr_at_10,
+            s.map_at_100,
+            milliseconds(&mode.latency_ms),
+            milliseconds(&mode.latency_without_embedding_ms),
+        ));
+    }
+    table
+}
+
+fn answers_table(answers: &AnswerScore) -> String {
+    format!(
+        "| answers by | answers | cite a relevant document | ungrounded | p50 / p95 ms |\n\
+         | --- | ---: | ---: | ---: | ---: |\n\
+         | {} | {} | {:.1} % | {:.1} % | {} |\n",
+        answers.produced_by,
+        answers.answers,
+        answers.cites_relevant * 100.0,
+        answers.ungrounded * 100.0,
+        milliseconds(&answers.latency_ms),
+    )
+}
+
+fn milliseconds(latency: &Percentiles) -> String {
+    format!("{:.1} / {:.1}", latency.p50, latency.p95)
 }
