@@ -3,14 +3,16 @@
 //! For each file the pipeline reads and hashes the bytes, skips it when the
 //! store already holds that exact content, and otherwise decodes, extracts
 //! and chunks it. Chunks are embedded in batches across documents through the
-//! embedding cache. Each document is then written in an order that keeps
-//! search consistent at every instant:
+//! embedding cache. Each batch of documents is then written in an order that
+//! keeps search consistent at every instant:
 //!
-//! 1. the store marks the document `indexing` (its old chunks stay visible);
-//! 2. the new points are upserted (invisible: the store does not know them);
-//! 3. the store replaces the document's chunks in one transaction (the new
+//! 1. the store marks each document `indexing` (its old chunks stay visible);
+//! 2. the batch's new points are upserted in one write (invisible: the store
+//!    does not know them);
+//! 3. the store replaces each document's chunks in one transaction (the new
 //!    chunks become visible, the old ones invisible, at once);
-//! 4. points of the document that are not among the new chunks are deleted;
+//! 4. points of a changed document that are not among its new chunks are
+//!    deleted (a document the store had no record of has none);
 //! 5. the store marks the document `ready`.
 //!
 //! A run killed anywhere leaves the document `indexing`; the next run sees
@@ -22,9 +24,9 @@
 //! ([`MetadataStore::try_claim`]) and holds the claim until the document is
 //! written, so no document is ever written by two runs at once; a document
 //! claimed elsewhere is looked at again at the end of the run, by which time
-//! it is usually unchanged. After each batch the run hands the collection
-//! back to the index ([`VectorIndex::release`]) so that other processes can
-//! write to it and search it in between.
+//! it is usually unchanged. Every couple of seconds, between batches, the run
+//! hands the collection back to the index ([`VectorIndex::release`]) so that
+//! other processes can write to it and search it in between.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -51,6 +53,10 @@ use crate::walk::{SourceFile, WalkOptions, walk_paths};
 /// carries; raising it makes the next ingest rewrite every document. Version
 /// 2 added the sparse vector, tags and path prefixes.
 pub const PIPELINE_VERSION: u32 = 2;
+
+/// How long a run keeps the collection open in the index between batches
+/// before handing it back to other processes, which wait meanwhile.
+const RELEASE_EVERY: Duration = Duration::from_secs(2);
 
 /// How long a run waits for documents that another ingest has claimed.
 const CLAIM_WAIT: Duration = Duration::from_secs(600);
@@ -186,6 +192,24 @@ struct Run<'a> {
     /// Whether the index may lack points of documents the store holds
     /// ready, so that each one's points must be checked.
     check_points: bool,
+    /// When the run last handed the collection back to the index.
+    released: std::sync::Mutex<Instant>,
+}
+
+impl Run<'_> {
+    /// Whether [`RELEASE_EVERY`] has passed since the collection was last
+    /// handed back; if so, the clock restarts.
+    fn release_due(&self) -> bool {
+        let mut released = self
+            .released
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if released.elapsed() < RELEASE_EVERY {
+            return false;
+        }
+        *released = Instant::now();
+        true
+    }
 }
 
 /// What preparing one file came to.
@@ -350,6 +374,7 @@ impl<'a> Ingestor<'a> {
             settings: self.settings_hash(options, &tags),
             tags,
             check_points,
+            released: std::sync::Mutex::new(Instant::now()),
         })
     }
 
@@ -388,11 +413,11 @@ impl<'a> Ingestor<'a> {
                 Prepared::ClaimedElsewhere => claimed_elsewhere.push(file),
             }
             if batch.chunks >= options.batch_chunks {
-                self.write_batch(batch.take(), options, progress, report)
+                self.write_batch(batch.take(), run, progress, report)
                     .await?;
             }
         }
-        self.write_batch(batch.take(), options, progress, report)
+        self.write_batch(batch.take(), run, progress, report)
             .await?;
 
         self.wait_for_claimed(claimed_elsewhere, run, progress, report)
@@ -410,6 +435,10 @@ impl<'a> Ingestor<'a> {
         progress: &dyn IngestProgress,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
+        if !files.is_empty() {
+            // The run holding those documents may be waiting for the index.
+            self.index.release(&run.options.collection).await?;
+        }
         let deadline = Instant::now() + CLAIM_WAIT;
         while !files.is_empty() && Instant::now() < deadline {
             debug!(
@@ -427,8 +456,9 @@ impl<'a> Ingestor<'a> {
                     Prepared::ClaimedElsewhere => still_claimed.push(file),
                 }
             }
-            self.write_batch(batch.take(), run.options, progress, report)
+            self.write_batch(batch.take(), run, progress, report)
                 .await?;
+            self.index.release(&run.options.collection).await?;
             files = still_claimed;
         }
 
@@ -635,21 +665,26 @@ impl<'a> Ingestor<'a> {
 
     /// Embeds a batch of documents' chunks together, then writes each document.
     ///
-    /// The documents' claims are released and the collection is handed back
-    /// to the index (so other processes may use it) once they are written.
+    /// The documents' claims are released once they are written, and the
+    /// collection is handed back to the index (so that other processes may
+    /// use it) when [`RELEASE_EVERY`] has passed since it last was: reopening
+    /// a shard costs more the larger it is.
     async fn write_batch(
         &self,
         batch: Vec<PreparedDocument>,
-        options: &IngestOptions,
+        run: &Run<'_>,
         progress: &dyn IngestProgress,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
         if batch.is_empty() {
             return Ok(());
         }
+        let options = run.options;
         let claims: Vec<DocumentId> = batch.iter().map(|p| p.document.id).collect();
         let written = self.write_claimed(batch, options, progress, report).await;
-        self.index.release(&options.collection).await?;
+        if written.is_err() || run.release_due() {
+            self.index.release(&options.collection).await?;
+        }
         self.store.release_claims(&claims).await?;
         written
     }
@@ -677,10 +712,32 @@ impl<'a> Ingestor<'a> {
         report.embeddings_computed += stats.computed;
         report.embeddings_cached += stats.cached;
 
+        let step = Instant::now();
+        for prepared in &batch {
+            self.store.mark_indexing(&prepared.document).await?;
+        }
+        report.stages.store_ms += millis(step.elapsed());
+
+        // One upsert, and so one flush of the index, for the whole batch.
+        let step = Instant::now();
         let mut rest = vectors.drain(..);
+        let points: Vec<Point> = batch
+            .iter()
+            .flat_map(|prepared| {
+                let own: Vec<Vec<f32>> = rest.by_ref().take(prepared.chunks.len()).collect();
+                let document = &prepared.document;
+                prepared
+                    .chunks
+                    .iter()
+                    .zip(own)
+                    .map(move |(c, v)| point(document, c, v))
+            })
+            .collect();
+        self.index.upsert(&options.collection, points).await?;
+        report.stages.index_ms += millis(step.elapsed());
+
         for prepared in batch {
-            let own: Vec<Vec<f32>> = rest.by_ref().take(prepared.chunks.len()).collect();
-            self.write_document(&prepared, own, options, report).await?;
+            self.commit_document(&prepared, options, report).await?;
             progress.file_done(&prepared.document.source_path);
             if prepared.is_new {
                 report.documents_new += 1;
@@ -691,11 +748,11 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
-    /// Writes one document in the order the module docs describe.
-    async fn write_document(
+    /// Commits one document whose points are upserted, then deletes its
+    /// points of an earlier version, in the order the module docs describe.
+    async fn commit_document(
         &self,
         prepared: &PreparedDocument,
-        vectors: Vec<Vec<f32>>,
         options: &IngestOptions,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
@@ -703,35 +760,30 @@ impl<'a> Ingestor<'a> {
         let document = &prepared.document;
 
         let step = Instant::now();
-        self.store.mark_indexing(document).await?;
-        report.stages.store_ms += millis(step.elapsed());
-
-        let step = Instant::now();
-        let points = prepared
-            .chunks
-            .iter()
-            .zip(vectors)
-            .map(|(c, v)| point(document, c, v))
-            .collect();
-        self.index.upsert(collection, points).await?;
-        report.stages.index_ms += millis(step.elapsed());
-
-        let step = Instant::now();
         self.store
             .commit_document(document, &prepared.chunks)
             .await?;
         report.stages.store_ms += millis(step.elapsed());
 
+        // A new document has no older points to delete: the store had no
+        // record of it, and this pipeline records a document before writing
+        // its points. (Points left by another store are never committed
+        // here, so search never shows them.) Looking is a scan of the
+        // collection's points, so skipping it keeps a large first ingest
+        // from slowing down as it grows.
         let step = Instant::now();
-        let keep: HashSet<ChunkId> = prepared.chunks.iter().map(|c| c.id).collect();
-        let stale: Vec<ChunkId> = self
-            .index
-            .document_points(collection, document.id)
-            .await?
-            .into_iter()
-            .filter(|id| !keep.contains(id))
-            .collect();
-        self.index.delete_points(collection, &stale).await?;
+        let mut stale = Vec::new();
+        if !prepared.is_new {
+            let keep: HashSet<ChunkId> = prepared.chunks.iter().map(|c| c.id).collect();
+            stale = self
+                .index
+                .document_points(collection, document.id)
+                .await?
+                .into_iter()
+                .filter(|id| !keep.contains(id))
+                .collect();
+            self.index.delete_points(collection, &stale).await?;
+        }
         report.stages.index_ms += millis(step.elapsed());
 
         self.store.mark_ready(document.id).await?;
