@@ -13,9 +13,25 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Ingest throughput and search latency on the Rust book.
+# The benchmarks of bench/README.md, one after another, each printing its
+# tables and writing them to bench/results/<name>.md: ingest and search on
+# the Rust book and SciFact (pipeline), POST /v1/search under load (http,
+# on the collection pipeline leaves), Qdrant Edge at 100k and 1M points
+# (scale). A cold SciFact ingest takes tens of minutes on two cores.
 bench:
     cargo bench --workspace --bench pipeline
+    cargo bench --workspace --bench http
+    cargo bench --workspace --bench scale
+
+# The same on small inputs, in minutes, written under target/bench-quick
+# instead of bench/results: to check that the benchmarks run.
+bench-quick:
+    GROUNDED_BENCH_LIMIT=200 GROUNDED_BENCH_QUERIES=100 GROUNDED_BENCH_RESULTS=target/bench-quick \
+        cargo bench --workspace --bench pipeline
+    GROUNDED_BENCH_LIMIT=200 GROUNDED_BENCH_SECONDS=3 GROUNDED_BENCH_RESULTS=target/bench-quick \
+        cargo bench --workspace --bench http
+    GROUNDED_BENCH_SCALE=10000 GROUNDED_BENCH_RESULTS=target/bench-quick \
+        cargo bench --workspace --bench scale
 
 # Postgres and a Qdrant server in Docker, waiting until both are healthy
 # (see docker-compose.yml); the embedded default needs neither.
@@ -37,9 +53,12 @@ up:
 down:
     docker compose down
 
-# Retrieval quality (nDCG@10, Recall@100) per search mode on BEIR SciFact.
-eval:
-    cargo run --release -- eval ../shared/data/scifact --split train
+# Retrieval quality (nDCG@10, Recall@10 and @100, MRR@10, MAP@100, latency)
+# per search mode on BEIR SciFact; the report is also written to
+# .grounded/eval/runs/ as Markdown and JSON. Extra flags pass through
+# (`just eval --answers 20 --llm extractive`).
+eval *flags:
+    cargo run --release -- eval --dataset ../shared/data/scifact --split train {{flags}}
 
 # Everything CI does.
 ci:
