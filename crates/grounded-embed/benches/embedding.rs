@@ -222,10 +222,12 @@ fn render(
     let mut out = String::new();
     out.push_str(&format!(
         "Embedding throughput, all-MiniLM-L6-v2, {} SciFact abstracts ({} real tokens), \
-         {threads} threads, median of {ROUNDS} rounds; {}\n\n",
+         {threads} threads, median of {ROUNDS} rounds; {}; {} at commit {}\n\n",
         ours.texts,
         ours.tokens,
-        machine()
+        machine(),
+        command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        command_output("git", &["rev-parse", "--short", "HEAD"]),
     ));
     out.push_str("| implementation | seconds | texts/s | tokens/s | one query p50 ms | p95 ms |\n");
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
@@ -293,6 +295,18 @@ fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("{cpu}, {cores} cores")
+}
+
+/// The first line a command prints, or "unknown".
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn median(values: &mut [f64]) -> f64 {
