@@ -260,3 +260,31 @@ fn eval_needs_a_benchmark_and_only_one() {
     let stderr = failing(&data, &["eval", "--dataset", "a", "b"]);
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
+
+#[test]
+fn a_malformed_judgment_and_a_repeated_id_are_named() {
+    let bench = Bench::new();
+    let dataset = bench.dataset.to_str().unwrap();
+    let judgments = bench.dataset.join("qrels/test.tsv");
+    std::fs::write(&judgments, "query-id\tcorpus-id\tscore\nq1 d1 1\n").unwrap();
+    let stderr = failing(&bench.data, &["eval", "--dataset", dataset]);
+    assert!(
+        stderr.contains("test.tsv:2: expected query-id<TAB>corpus-id<TAB>score"),
+        "{stderr}"
+    );
+
+    write_benchmark(&bench.dataset);
+    let corpus = bench.dataset.join("corpus.jsonl");
+    let first = std::fs::read_to_string(&corpus)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(&corpus, format!("{first}\n{first}\n")).unwrap();
+    let stderr = failing(&bench.data, &["eval", "--dataset", dataset]);
+    assert!(
+        stderr.contains("the document id \"d1\" appears twice"),
+        "{stderr}"
+    );
+}
