@@ -16,8 +16,9 @@ lint:
 # The benchmarks of bench/README.md, one after another, each printing its
 # tables and writing them to bench/results/<name>.md: ingest and search on
 # the Rust book and SciFact (pipeline), POST /v1/search under load (http,
-# on the collection pipeline leaves), Qdrant Edge at 100k and 1M points
-# (scale). A cold SciFact ingest takes tens of minutes on two cores.
+# on the collection pipeline leaves), Qdrant Edge at 10k and 100k points
+# (scale; GROUNDED_BENCH_SCALE=1000000 for a run of hours). About 15
+# minutes on two cores, most of it the cold SciFact ingest.
 bench:
     cargo bench --workspace --bench pipeline
     cargo bench --workspace --bench http

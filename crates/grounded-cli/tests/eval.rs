@@ -262,7 +262,7 @@ fn eval_needs_a_benchmark_and_only_one() {
 }
 
 #[test]
-fn a_malformed_judgment_and_a_repeated_id_are_named() {
+fn malformed_judgments_and_repeated_ids_are_named() {
     let bench = Bench::new();
     let dataset = bench.dataset.to_str().unwrap();
     let judgments = bench.dataset.join("qrels/test.tsv");
@@ -270,6 +270,43 @@ fn a_malformed_judgment_and_a_repeated_id_are_named() {
     let stderr = failing(&bench.data, &["eval", "--dataset", dataset]);
     assert!(
         stderr.contains("test.tsv:2: expected query-id<TAB>corpus-id<TAB>score"),
+        "{stderr}"
+    );
+
+    // A first line scored 1.0 is a judgment with a bad score, not a header.
+    std::fs::write(&judgments, "q1\td1\t1.0\nq2\td2\t1\n").unwrap();
+    let stderr = failing(&bench.data, &["eval", "--dataset", dataset]);
+    assert!(
+        stderr.contains("test.tsv:1: the score \"1.0\" is not a whole number"),
+        "{stderr}"
+    );
+    std::fs::write(&judgments, "q1\td1\t0\nq1\td1\t1\n").unwrap();
+    let stderr = failing(&bench.data, &["eval", "--dataset", dataset]);
+    assert!(
+        stderr.contains("test.tsv:2: document \"d1\" is judged twice for query \"q1\""),
+        "{stderr}"
+    );
+    let stderr = failing(
+        &bench.data,
+        &["eval", "--dataset", dataset, "--split", "dev"],
+    );
+    assert!(
+        stderr.contains("qrels/ has test.tsv: choose one with --split"),
+        "{stderr}"
+    );
+
+    write_benchmark(&bench.dataset);
+    let queries = bench.dataset.join("queries.jsonl");
+    let first = std::fs::read_to_string(&queries)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(&queries, format!("{first}\n{first}\n")).unwrap();
+    let stderr = failing(&bench.data, &["eval", "--dataset", dataset]);
+    assert!(
+        stderr.contains("the query id \"q1\" appears twice"),
         "{stderr}"
     );
 

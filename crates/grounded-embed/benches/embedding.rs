@@ -9,7 +9,9 @@
 //! runs in the virtual environment that `bench/reference/setup.sh` creates
 //! (`GROUNDED_BENCH_VENV`); without it only grounded's side is measured.
 //! `GROUNDED_BENCH_THREADS` sets the threads of both (default: all cores).
-//! The table is printed and written to `bench/results/embedding.md`.
+//! The table is printed and written to `embedding.md` in
+//! `GROUNDED_BENCH_RESULTS` (a directory relative to the project root,
+//! default `bench/results`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,7 +41,9 @@ impl Measure {
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()?;
     let scifact = root.join("../shared/data/scifact");
     if !scifact.join("corpus.jsonl").is_file() {
         println!("skipped: {} is absent", scifact.display());
@@ -60,7 +64,9 @@ fn main() -> anyhow::Result<()> {
 
     let report = render(threads, &ours, reference.as_ref(), &our_vectors);
     print!("{report}");
-    write_result(&root.join("bench/results/embedding.md"), &report)?;
+    let results =
+        std::env::var("GROUNDED_BENCH_RESULTS").unwrap_or_else(|_| "bench/results".into());
+    write_result(&root.join(results).join("embedding.md"), &report)?;
     Ok(())
 }
 
@@ -222,10 +228,17 @@ fn render(
     let mut out = String::new();
     out.push_str(&format!(
         "Embedding throughput, all-MiniLM-L6-v2, {} SciFact abstracts ({} real tokens), \
-         {threads} threads, median of {ROUNDS} rounds; {}; {} at commit {}\n\n",
+         {threads} threads, median of {ROUNDS} rounds; {}, load average {}; {} at commit {}\n\n",
         ours.texts,
         ours.tokens,
         machine(),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|text| text
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "))
+            .unwrap_or_else(|_| "unknown".to_owned()),
         command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         command_output("git", &["rev-parse", "--short", "HEAD"]),
     ));

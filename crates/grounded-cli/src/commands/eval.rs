@@ -11,7 +11,7 @@
 //! Each run is reported as Markdown and JSON, with what decides its figures
 //! (model, chunking, fusion, commit, machine), under `<data dir>/eval/runs/`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -557,13 +557,18 @@ impl Dataset {
         })?;
         check_unique_ids(
             &dir.join("corpus.jsonl"),
+            "document",
             corpus.iter().map(|(id, _, _)| id),
         )?;
-        let queries = read_jsonl(&dir.join("queries.jsonl"), |value| {
+        let queries: Vec<(String, String)> = read_jsonl(&dir.join("queries.jsonl"), |value| {
             Some((string_field(value, "_id")?, string_field(value, "text")?))
-        })?
-        .into_iter()
-        .collect();
+        })?;
+        check_unique_ids(
+            &dir.join("queries.jsonl"),
+            "query",
+            queries.iter().map(|(id, _)| id),
+        )?;
+        let queries = queries.into_iter().collect();
         let qrels = read_qrels(&dir.join("qrels").join(format!("{split}.tsv")))?;
         Ok(Self {
             name,
@@ -574,17 +579,26 @@ impl Dataset {
     }
 }
 
-/// Fails on an empty corpus or one that lists an id twice: the figures
-/// would silently describe another corpus than the file.
-fn check_unique_ids<'a>(path: &Path, ids: impl Iterator<Item = &'a String>) -> anyhow::Result<()> {
-    let mut seen = std::collections::HashSet::new();
-    for id in ids {
+/// Fails on an empty file or one that lists an id twice: the figures would
+/// silently describe another benchmark than the file. `kind` names what the
+/// ids are of ("document", "query").
+fn check_unique_ids<'a>(
+    path: &Path,
+    kind: &str,
+    ids: impl Iterator<Item = &'a String>,
+) -> anyhow::Result<()> {
+    let mut seen = HashSet::new();
+    for (number, id) in ids.enumerate() {
         if !seen.insert(id) {
-            anyhow::bail!("{}: the document id {id:?} appears twice", path.display());
+            anyhow::bail!(
+                "{}: the {kind} id {id:?} appears twice (again as entry {})",
+                path.display(),
+                number + 1
+            );
         }
     }
     if seen.is_empty() {
-        anyhow::bail!("{} holds no documents", path.display());
+        anyhow::bail!("{} holds no {kind}s", path.display());
     }
     Ok(())
 }
@@ -623,44 +637,71 @@ fn read_jsonl<T>(path: &Path, parse: impl Fn(&Value) -> Option<T>) -> anyhow::Re
 }
 
 /// `query-id<TAB>corpus-id<TAB>score` lines, after a header line if there is
-/// one (a first line whose score is not a number); rows scored 0 are judged
-/// not relevant and dropped.
+/// one (a first line whose score is not a number); rows scored 0 or less are
+/// judged not relevant and dropped. A score that is not a whole number, a
+/// line of another shape and a pair judged twice are errors naming the line.
 fn read_qrels(path: &Path) -> anyhow::Result<HashMap<String, Judgments>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read the relevance judgments {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "failed to read the relevance judgments {}{}",
+            path.display(),
+            splits_beside(path)
+        )
+    })?;
     let mut qrels: HashMap<String, Judgments> = HashMap::new();
+    let mut pairs = HashSet::new();
     for (number, line) in text.lines().enumerate() {
-        let is_header = number == 0
-            && line
-                .rsplit('\t')
-                .next()
-                .is_some_and(|score| score.trim().parse::<i64>().is_err());
+        let at = || format!("{}:{}", path.display(), number + 1);
+        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let is_header = number == 0 && fields.len() == 3 && fields[2].parse::<f64>().is_err();
         if is_header || line.trim().is_empty() {
             continue;
         }
-        let fields: Vec<&str> = line.split('\t').collect();
-        let parsed = match fields.as_slice() {
-            [query, document, score] => score
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .map(|s| (query, document, s)),
-            _ => None,
-        };
-        let Some((query, document, score)) = parsed else {
+        let [query, document, score] = fields.as_slice() else {
             anyhow::bail!(
-                "{}:{}: expected query-id<TAB>corpus-id<TAB>score",
-                path.display(),
-                number + 1
+                "{}: expected query-id<TAB>corpus-id<TAB>score, found {} tab-separated fields",
+                at(),
+                fields.len()
             );
         };
+        let Ok(score) = score.parse::<i64>() else {
+            anyhow::bail!("{}: the score {score:?} is not a whole number", at());
+        };
+        if !pairs.insert((query.to_string(), document.to_string())) {
+            anyhow::bail!(
+                "{}: document {document:?} is judged twice for query {query:?}",
+                at()
+            );
+        }
         if score > 0 {
-            let grade = u32::try_from(score).unwrap_or(u32::MAX);
             let judged = qrels.entry((*query).to_owned()).or_default();
-            judged.insert((*document).to_owned(), grade);
+            judged.insert(
+                (*document).to_owned(),
+                u32::try_from(score).unwrap_or(u32::MAX),
+            );
         }
     }
     Ok(qrels)
+}
+
+/// ", which has: train.tsv, dev.tsv" for the judgment files beside a
+/// missing one, so that the error says which `--split` exists.
+fn splits_beside(path: &Path) -> String {
+    let Some(entries) = path.parent().and_then(|dir| std::fs::read_dir(dir).ok()) else {
+        return String::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".tsv"))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return String::new();
+    }
+    format!(
+        " (qrels/ has {}: choose one with --split)",
+        names.join(", ")
+    )
 }
 
 /// Prints the report (Markdown, or JSON with `--json`) and writes both forms
