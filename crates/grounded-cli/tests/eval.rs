@@ -296,6 +296,31 @@ fn malformed_judgments_and_repeated_ids_are_named() {
     );
 
     write_benchmark(&bench.dataset);
+    let stderr = failing(
+        &bench.data,
+        &["eval", "--dataset", dataset, "--limit-queries", "0"],
+    );
+    assert!(
+        stderr.contains("--limit-queries 0 leaves no query"),
+        "{stderr}"
+    );
+    let file = bench.root.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let stderr = failing(
+        &bench.data,
+        &[
+            "eval",
+            "--dataset",
+            dataset,
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        stderr.contains("--output must name a directory"),
+        "{stderr}"
+    );
+
     let queries = bench.dataset.join("queries.jsonl");
     let first = std::fs::read_to_string(&queries)
         .unwrap()

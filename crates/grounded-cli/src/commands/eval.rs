@@ -170,6 +170,17 @@ pub async fn run(global: &GlobalArgs, args: EvalArgs) -> anyhow::Result<()> {
         .context("give the benchmark directory with --dataset DIR")?;
     let dataset = Dataset::read(dir, &args.split)?;
     let judged = judged_queries(&dataset, dir, &args)?;
+    let output_dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| global.data_dir.join("eval").join("runs"));
+    // Made now, so that a bad --output fails before the run, not after it.
+    std::fs::create_dir_all(&output_dir).with_context(|| {
+        format!(
+            "cannot make the report directory {} (--output must name a directory)",
+            output_dir.display()
+        )
+    })?;
 
     let context = Context::open(global).await?;
     // Loaded before the ingest, so that a model that cannot load fails at once.
@@ -207,10 +218,6 @@ pub async fn run(global: &GlobalArgs, args: EvalArgs) -> anyhow::Result<()> {
         answers,
     };
     context.close().await;
-    let output_dir = args
-        .output
-        .clone()
-        .unwrap_or_else(|| global.data_dir.join("eval").join("runs"));
     publish(&report, &output_dir, started_at, args.json)
 }
 
@@ -221,6 +228,9 @@ fn judged_queries<'a>(
     dir: &Path,
     args: &EvalArgs,
 ) -> anyhow::Result<Vec<JudgedQuery<'a>>> {
+    if args.limit_queries == Some(0) {
+        anyhow::bail!("--limit-queries 0 leaves no query to score: give 1 or more");
+    }
     let mut judged: Vec<JudgedQuery> = dataset
         .qrels
         .iter()
