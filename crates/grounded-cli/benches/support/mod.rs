@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use grounded_ingest::{ChunkConfig, IngestOptions, WalkOptions};
+use grounded_query::eval::Latencies;
 use serde_json::Value;
 
 /// The shared real data (`../shared/data` from the project root), absent in
@@ -181,27 +182,24 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Percentiles by the nearest-rank method, as `grounded eval` reports
+    /// them ([`Latencies::percentile_ms`]).
     pub fn of(samples: &[Duration]) -> Self {
-        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-        if ms.is_empty() {
+        if samples.is_empty() {
             return Self::default();
         }
-        ms.sort_by(f64::total_cmp);
+        let mut latencies = Latencies::default();
+        samples.iter().for_each(|&sample| latencies.push(sample));
+        let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
         Self {
             count: ms.len(),
-            p50_ms: percentile(&ms, 50.0),
-            p95_ms: percentile(&ms, 95.0),
-            p99_ms: percentile(&ms, 99.0),
+            p50_ms: latencies.percentile_ms(50.0),
+            p95_ms: latencies.percentile_ms(95.0),
+            p99_ms: latencies.percentile_ms(99.0),
             mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
-            max_ms: ms[ms.len() - 1],
+            max_ms: ms.iter().copied().fold(f64::MIN, f64::max),
         }
     }
-}
-
-/// The nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Starts a new peak for [`peak_memory`]; false where the kernel does not
